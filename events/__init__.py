@@ -1,0 +1,45 @@
+"""The event log: event types, the store (SQLite and PostgreSQL) and subscriptions.
+
+This package is the domain core: it imports nothing else of ledgerflow's.
+"""
+
+from events.cursor import Cursor
+from events.errors import (
+    ConcurrencyConflict,
+    CorruptEvent,
+    EventStoreError,
+    EventTooLarge,
+    InvalidCursor,
+    InvalidEvent,
+    InvalidStreamName,
+    PayloadNotSerializable,
+    StoreUnavailable,
+)
+from events.model import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
+from events.settings import Settings, load_settings
+from events.store import EventStore, open_store
+from events.subscription import Subscription
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "ConcurrencyConflict",
+    "CorruptEvent",
+    "Cursor",
+    "EventMeta",
+    "EventStore",
+    "EventStoreError",
+    "EventTooLarge",
+    "InvalidCursor",
+    "InvalidEvent",
+    "InvalidStreamName",
+    "NewEvent",
+    "PayloadNotSerializable",
+    "Settings",
+    "StoreUnavailable",
+    "StoredEvent",
+    "StreamAppend",
+    "Subscription",
+    "load_settings",
+    "open_store",
+]

@@ -1,0 +1,39 @@
+"""Process configuration: one frozen Settings, read once from `LEDGERFLOW_*` variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGERFLOW_", frozen=True, extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".ledgerflow")
+    database_url: str | None = None
+    api_url: str | None = None
+    api_key: str | None = None
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, home: Path) -> Path:
+        return home.expanduser()
+
+    @property
+    def store_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the home folder."""
+        return self.database_url or f"sqlite:///{self.home / 'ledgerflow.db'}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `environ` (default: the process environment)."""
+    if environ is None:
+        return Settings()
+    prefix = "LEDGERFLOW_"
+    values = {k[len(prefix):].lower(): v for k, v in environ.items() if k.startswith(prefix)}
+    return Settings.model_validate(values)

@@ -1,0 +1,67 @@
+"""The event store interface and how a store is picked from a database URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+from events.cursor import Cursor
+from events.errors import StoreUnavailable
+from events.model import ExpectedVersion, NewEvent, StoredEvent, StreamAppend
+from events.settings import load_settings
+from events.sql import VerifyReport
+from events.subscription import Subscription
+
+__all__ = ["EventStore", "open_store"]
+
+
+class EventStore(Protocol):
+    def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ...
+    ) -> list[StoredEvent]: ...
+
+    def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]: ...
+
+    def read_stream(
+        self, stream: str, from_version: int = 1, limit: int | None = None
+    ) -> list[StoredEvent]: ...
+
+    def read_all(
+        self,
+        after: str | Cursor | None = None,
+        limit: int = 1000,
+        types: Sequence[str] | None = None,
+    ) -> list[StoredEvent]: ...
+
+    def read_last(self, limit: int = 20, types: Sequence[str] | None = None) -> list[StoredEvent]: ...
+
+    def iter_all(
+        self, after: str | Cursor | None = None, batch: int = 1000, types: Sequence[str] | None = None
+    ) -> Iterator[StoredEvent]: ...
+
+    def head(self) -> str: ...
+
+    def subscribe(
+        self, after: str | Cursor | None = None, types: Sequence[str] | None = None, batch_size: int = 500
+    ) -> Subscription: ...
+
+    def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str | None = None) -> EventStore:
+    """The store for `url`: `sqlite:///path` or `postgresql://...` (None: the configured one)."""
+    url = url or load_settings().store_url
+    scheme = url.split(":", 1)[0].lower()
+    if scheme.startswith("sqlite"):
+        from events.sqlite import SqliteEventStore
+
+        return SqliteEventStore(url)
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        from events.postgres import PostgresEventStore
+
+        return PostgresEventStore(url.replace("postgres://", "postgresql://", 1))
+    raise StoreUnavailable(
+        f"unsupported database URL {url.split('@')[-1]!r}: use sqlite:///path or postgresql://..."
+    )

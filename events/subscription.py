@@ -1,0 +1,82 @@
+"""A catch-up subscription: read the log from a cursor, then follow new appends live.
+
+Appends in this process wake subscribers at once; appends from other processes arrive through
+the store's cross-process signal (PostgreSQL NOTIFY) or, failing that, by polling. A lost
+signal only delays delivery: the log, not the signal, is what is read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from events.cursor import Cursor
+from events.model import StoredEvent
+from events.typefilter import TypePatterns
+
+if TYPE_CHECKING:
+    from events.sql import SqlEventStore
+
+__all__ = ["Subscription"]
+
+_FIRST_RETRY = 0.002
+_HELD_BACK_RETRY = 0.02
+_HELD_BACK_FOR = 2.0
+
+
+class Subscription:
+    """Iterate to receive events one by one forever; `poll(timeout)` takes them in batches."""
+
+    def __init__(
+        self, store: SqlEventStore, after: Cursor, types: TypePatterns, batch_size: int
+    ) -> None:
+        self._store = store
+        self._types = types
+        self._batch_size = batch_size
+        self._closed = False
+        self.cursor = after
+
+    def poll(self, timeout: float | None = None) -> list[StoredEvent]:
+        """The next events after the cursor, waiting up to `timeout` seconds (None: forever)."""
+        store = self._store
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait: float | None = _FIRST_RETRY
+        woken_at = time.monotonic()
+        while not (self._closed or store._closed):
+            seen = store._generation
+            with store._reading() as conn:
+                if conn is None:
+                    break
+                batch = store._read_after(conn, self.cursor, self._batch_size, self._types)
+            if batch:
+                self.cursor = Cursor.parse(batch[-1].cursor)
+                return batch
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            step = store.poll_interval if wait is None else wait
+            woken = store._wait_for_append(seen, step if remaining is None else min(step, remaining))
+            # After a wake-up the new event may still sit behind the visibility horizon (an
+            # older transaction has not finished): re-read every few milliseconds, up to
+            # _HELD_BACK_RETRY apart, for _HELD_BACK_FOR seconds; then back to the poll interval.
+            if woken:
+                wait, woken_at = _FIRST_RETRY, time.monotonic()
+            elif wait is not None and time.monotonic() - woken_at < _HELD_BACK_FOR:
+                wait = min(wait * 2, _HELD_BACK_RETRY)
+            else:
+                wait = None
+        return []
+
+    def __iter__(self) -> Iterator[StoredEvent]:
+        while not (self._closed or self._store._closed):
+            yield from self.poll(timeout=None)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
