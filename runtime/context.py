@@ -1,0 +1,88 @@
+"""What code running inside a flow or task can ask about its run (`get_run_context()`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from events import EventMeta, NewEvent
+from events.model import new_id, trusted, utcnow
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from runtime.config import Runtime
+    from runtime.flows import Flow
+    from runtime.task_runners import ThreadPoolTaskRunner
+    from runtime.tasks import Task, TaskRun
+
+__all__ = ["FlowRunContext", "MissingContextError", "RunInfo", "TaskRunContext", "get_run_context"]
+
+
+class MissingContextError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: UUID
+    name: str
+    parameters: dict[str, Any]
+    tags: tuple[str, ...] = ()
+    attempt: int = 1
+
+
+@dataclass
+class FlowRunContext:
+    flow: Flow[..., Any]
+    flow_run: RunInfo
+    stream: str
+    runtime: Runtime
+    task_runner: ThreadPoolTaskRunner
+    meta: EventMeta
+    log_prints: bool
+    persist_result: bool | None
+    occurrences: Counter[str] = field(default_factory=Counter)
+    submitted: list[tuple[TaskRun, Future[Any]]] = field(default_factory=list)
+    """Task runs handed to the task runner, so a crashing flow can account for those not started."""
+    produced_by: dict[int, tuple[UUID, Any]] = field(default_factory=dict)
+    """id(value) -> (task run that returned it, the value kept alive) for lineage by identity."""
+    flow_run_id: str = field(init=False)
+    """The run's id as events carry it."""
+
+    def __post_init__(self) -> None:
+        self.flow_run_id = str(self.flow_run.id)
+
+    def emit(self, event_type: str, data: dict[str, Any]) -> None:
+        event = trusted(
+            NewEvent, {"type": event_type, "data": data, "id": new_id(), "meta": self.meta, "occurred": utcnow()}
+        )
+        self.runtime.writer.emit(self.stream, event)
+
+
+@dataclass
+class TaskRunContext:
+    task: Task[..., Any]
+    task_run: RunInfo
+    flow_run: RunInfo
+    flow_run_context: FlowRunContext
+    log_prints: bool
+
+
+flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("ledgerflow_flow_run", default=None)
+task_run_var: ContextVar[TaskRunContext | None] = ContextVar("ledgerflow_task_run", default=None)
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """The current task run's context inside a task, the flow run's inside a flow."""
+    task = task_run_var.get()
+    if task is not None:
+        return task
+    flow = flow_run_var.get()
+    if flow is not None:
+        return flow
+    raise MissingContextError("get_run_context() was called outside a flow or task run")
+

@@ -1,0 +1,120 @@
+"""The runtime's event sink when `LEDGERFLOW_API_URL` is set: batches go to `POST /api/events`.
+
+Network errors and 5xx replies are retried with exponential backoff: appends are idempotent
+by event id, so a batch whose reply was lost is simply sent again. Refusals come back as the
+store's own errors (409 ConcurrencyConflict, 422 InvalidEvent), exactly as an embedded store
+would raise them; a server that stays unreachable ends in StoreUnavailable.
+
+This module imports `events` only (never `api`): the wire format is the API's public contract.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import orjson
+
+from events import (
+    ConcurrencyConflict,
+    EventStoreError,
+    InvalidEvent,
+    NewEvent,
+    PayloadNotSerializable,
+    StoredEvent,
+    StoreUnavailable,
+    StreamAppend,
+)
+
+__all__ = ["HttpEventSink"]
+
+
+def _event(event: NewEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "data": event.data,
+        "meta": event.meta.as_json(),
+        "occurred": event.occurred,
+    }
+
+
+class HttpEventSink:
+    """`append_streams` over HTTP, with the store's signature and return value."""
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str | None = None,
+        *,
+        attempts: int = 10,
+        first_backoff: float = 0.05,
+        max_backoff: float = 5.0,
+        timeout: float = 30.0,
+    ) -> None:
+        headers = {"content-type": "application/json"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._client = httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._attempts = attempts
+        self._first_backoff = first_backoff
+        self._max_backoff = max_backoff
+
+    def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
+        try:
+            body = orjson.dumps({
+                "appends": [
+                    {"stream": stream, "events": [_event(e) for e in events], "expected_version": expected}
+                    for stream, events, expected in appends
+                ]
+            })
+        except TypeError as exc:
+            raise PayloadNotSerializable(f"an event's data is not JSON: {exc}") from exc
+        reply = self._post(body)
+        return [StoredEvent.model_validate(event) for event in reply["events"]]
+
+    def _post(self, body: bytes) -> dict[str, Any]:
+        backoff = self._first_backoff
+        problem = "no attempt made"
+        for attempt in range(self._attempts):
+            if attempt:
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+            try:
+                response = self._client.post("/api/events", content=body)
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code == 200:
+                result: dict[str, Any] = orjson.loads(response.content)
+                return result
+            if response.status_code >= 500:
+                problem = f"HTTP {response.status_code}: {_detail(response)}"
+                continue
+            _raise(response)
+        raise StoreUnavailable(
+            f"the API server at {self._client.base_url} did not take the batch after "
+            f"{self._attempts} attempts ({problem})"
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(orjson.loads(response.content).get("detail", response.text))
+    except (orjson.JSONDecodeError, AttributeError):
+        return response.text[:200]
+
+
+def _raise(response: httpx.Response) -> None:
+    detail = _detail(response)
+    if response.status_code == 409:
+        body = orjson.loads(response.content)
+        raise ConcurrencyConflict(body.get("stream", "?"), body.get("expected", "?"), body.get("actual", -1))
+    if response.status_code in (400, 413, 422):
+        raise InvalidEvent(detail)
+    raise EventStoreError(f"the API server refused the batch (HTTP {response.status_code}): {detail}")

@@ -1,0 +1,37 @@
+"""Task runners: where submitted task runs execute."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+__all__ = ["ThreadPoolTaskRunner"]
+
+
+class ThreadPoolTaskRunner:
+    """Submitted tasks run on a thread pool (the default), with the caller's run context."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._futures: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="ledgerflow-task")
+        context = contextvars.copy_context()
+        future = self._executor.submit(context.run, fn)
+        self._futures.append(future)
+        return future
+
+    def fresh(self) -> ThreadPoolTaskRunner:
+        """A runner of the same configuration for one flow run."""
+        return ThreadPoolTaskRunner(self.max_workers)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Wait for every submitted run to finish; or (`wait=False`) drop those not started."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait, cancel_futures=not wait)
+            self._executor = None

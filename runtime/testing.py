@@ -1,0 +1,44 @@
+"""Test support: run flows against a throwaway store, like Prefect's test harness.
+
+    from runtime.testing import harness
+    with harness() as store:
+        my_flow()
+        assert store.read_all(types=["flow-run.Completed"])
+
+Or as a pytest fixture: `from runtime.testing import ledgerflow_harness` in a conftest.py.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from events import EventStore
+from runtime import config
+
+__all__ = ["harness", "ledgerflow_harness"]
+
+
+@contextmanager
+def harness(store_url: str | None = None) -> Iterator[EventStore]:
+    """Point this process's runs at a temporary home (and SQLite store unless `store_url`)."""
+    with tempfile.TemporaryDirectory(prefix="ledgerflow-test-") as folder:
+        home = Path(folder)
+        runtime = config.for_home(home, store_url or f"sqlite:///{home / 'ledgerflow.db'}")
+        previous = config.install(runtime)
+        try:
+            assert runtime.store is not None
+            yield runtime.store
+        finally:
+            config.install(previous)
+            runtime.close()
+
+
+@pytest.fixture
+def ledgerflow_harness() -> Iterator[EventStore]:
+    with harness() as store:
+        yield store
