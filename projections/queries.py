@@ -1,0 +1,341 @@
+"""The read side's query functions: what the CLI and the API ask of the projections.
+
+Every function takes a `ReadModel` (store + projection tables); when it was opened with
+`catch_up=True` (the embedded case) the projections first apply what the log has that they
+have not seen, so an answer is never older than what the log showed readers at the call.
+Unknown runs raise `RunNotFound`, bad arguments `InvalidQuery` (both `ProjectionError`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select, true
+
+from events import Cursor, InvalidCursor
+from events.states import STATE_NAMES, StateType
+from projections.analytics import merge_histograms, percentile, period_start
+from projections.errors import InvalidQuery, RunNotFound
+from projections.models import (
+    AnalyticsGroup,
+    AnalyticsPeriod,
+    AnalyticsReport,
+    Artifact,
+    FlowRunPage,
+    LineageEdge,
+    LineageGraph,
+    LineageNode,
+    LogPage,
+    RunDetail,
+    RunSnapshot,
+)
+from projections.readmodel import ReadModel
+from projections.streams import (
+    artifacts,
+    flow_run_model,
+    fold_as_of,
+    log_lines,
+    state_history,
+    stream_events,
+    task_run_model,
+)
+
+__all__ = [
+    "analytics",
+    "get_run",
+    "lineage",
+    "list_flow_runs",
+    "run_artifacts",
+    "run_as_of",
+    "run_logs",
+]
+
+
+MAX_PAGE = 500
+
+
+def _encode_cursor(created: datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created.isoformat(), key])).decode()
+
+
+def _decode_cursor(value: str) -> tuple[datetime, str]:
+    try:
+        created, key = orjson.loads(base64.urlsafe_b64decode(value.encode()))
+        return datetime.fromisoformat(created), str(key)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise InvalidQuery(f"{value!r} is not a page cursor; pass the next_cursor a page returned") from None
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise InvalidQuery(f"{name} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _like_json(value: str) -> str:
+    text = orjson.dumps(value).decode()
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_flow_runs(
+    rm: ReadModel,
+    *,
+    flow_name: str | None = None,
+    state: StateType | str | None = None,
+    tags: Sequence[str] = (),
+    deployment_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    sort: Literal["newest", "oldest"] = "newest",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> FlowRunPage:
+    """Flow runs created in [since, until) matching every filter given; `state` is a state
+    type (`FAILED`) or name (`Cached`); a run matches `tags` when it has all of them."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidQuery(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
+    if sort not in ("newest", "oldest"):
+        raise InvalidQuery(f"sort must be 'newest' or 'oldest', not {sort!r}")
+    rm.refresh()
+    with rm.reading("runs") as (conn, tables):
+        return _list_flow_runs(
+            conn, tables["flow_runs"], flow_name=flow_name, state=state, tags=tags,
+            deployment_id=deployment_id, since=since, until=until, newest=sort == "newest",
+            limit=limit, cursor=cursor,
+        )
+
+
+def _list_flow_runs(
+    conn: Connection, runs: Table, *, flow_name: str | None, state: StateType | str | None,
+    tags: Sequence[str], deployment_id: str | None, since: datetime | None,
+    until: datetime | None, newest: bool, limit: int, cursor: str | None,
+) -> FlowRunPage:
+    conditions: list[ColumnElement[bool]] = []
+    if flow_name is not None:
+        conditions.append(runs.c.flow_name == flow_name)
+    if state is not None:
+        if isinstance(state, StateType) or state.upper() in StateType.__members__:
+            conditions.append(runs.c.state_type == StateType(str(state).upper()).value)
+        elif state in STATE_NAMES:
+            conditions.append(runs.c.state_name == state)
+        else:
+            raise InvalidQuery(
+                f"unknown state {state!r}: use a type ({', '.join(StateType)}) or a name "
+                f"({', '.join(STATE_NAMES)})"
+            )
+    conditions.extend(runs.c.tags.like(_like_json(tag), escape="\\") for tag in tags)
+    if deployment_id is not None:
+        conditions.append(runs.c.deployment_id == deployment_id)
+    if since is not None:
+        conditions.append(runs.c.created >= _aware(since, "since"))
+    if until is not None:
+        conditions.append(runs.c.created < _aware(until, "until"))
+    if cursor is not None:
+        created, key = _decode_cursor(cursor)
+        if newest:
+            conditions.append(or_(runs.c.created < created, and_(runs.c.created == created, runs.c.key < key)))
+        else:
+            conditions.append(or_(runs.c.created > created, and_(runs.c.created == created, runs.c.key > key)))
+    order = (runs.c.created.desc(), runs.c.key.desc()) if newest else (runs.c.created, runs.c.key)
+    query = select(runs).where(and_(true(), *conditions)).order_by(*order).limit(limit + 1)
+    rows = [dict(row._mapping) for row in conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return FlowRunPage(
+        items=[flow_run_model(row) for row in rows],
+        next_cursor=_encode_cursor(rows[-1]["created"], rows[-1]["key"]) if more else None,
+    )
+
+
+def get_run(rm: ReadModel, flow_run_id: str) -> RunDetail:
+    """A flow run with its task runs and the states it went through."""
+    rm.refresh()
+    with rm.reading("runs") as (conn, tables):
+        flow_runs, task_runs = tables["flow_runs"], tables["task_runs"]
+        row = conn.execute(select(flow_runs).where(flow_runs.c.key == flow_run_id)).first()
+        if row is None:
+            raise RunNotFound(flow_run_id)
+        tasks = conn.execute(
+            select(task_runs)
+            .where(task_runs.c.flow_run_id == flow_run_id)
+            .order_by(task_runs.c.created, task_runs.c.key)
+        ).all()
+    return RunDetail(
+        flow_run=flow_run_model(row._mapping),
+        task_runs=[task_run_model(task._mapping) for task in tasks],
+        states=state_history(list(stream_events(rm.store, flow_run_id))),
+    )
+
+
+def run_logs(
+    rm: ReadModel,
+    flow_run_id: str,
+    *,
+    min_level: int = 0,
+    task_run_id: str | None = None,
+    after: int | None = None,
+    limit: int = 200,
+) -> LogPage:
+    """Log lines of a run at `min_level` or above, oldest first, after stream position `after`.
+    `next_after` is where the next page starts (the position read up to)."""
+    if not 1 <= limit <= 5000:
+        raise InvalidQuery(f"limit must be between 1 and 5000, not {limit}")
+    if after is not None and after < 0:
+        raise InvalidQuery(f"after must be a stream position >= 0, not {after}")
+    lines, position = log_lines(
+        rm.store, flow_run_id, min_level=min_level, task_run_id=task_run_id,
+        after=after or 0, limit=limit,
+    )
+    return LogPage(items=lines, next_after=position)
+
+
+def run_artifacts(rm: ReadModel, flow_run_id: str) -> list[Artifact]:
+    """Artifacts of a run, with updates folded in, in creation order."""
+    return artifacts(list(stream_events(rm.store, flow_run_id)))
+
+
+def lineage(
+    rm: ReadModel,
+    run_id: str,
+    *,
+    direction: Literal["upstream", "downstream", "both"] = "both",
+    depth: int = 3,
+) -> LineageGraph:
+    """The lineage graph around a flow run or task run, `depth` hops out. A flow run's own
+    task runs count as one hop below it."""
+    if direction not in ("upstream", "downstream", "both"):
+        raise InvalidQuery(f"direction must be upstream, downstream or both, not {direction!r}")
+    if not 0 <= depth <= 20:
+        raise InvalidQuery(f"depth must be between 0 and 20, not {depth}")
+    rm.refresh()
+    with rm.reading("lineage") as (conn, tables):
+        nodes_t, edges_t = tables["nodes"], tables["edges"]
+        root = conn.execute(select(nodes_t).where(nodes_t.c.key == run_id)).first()
+        if root is None:
+            raise RunNotFound(run_id)
+        found: dict[str, tuple[Any, int]] = {run_id: (root, 0)}
+        edges: dict[str, Any] = {}
+        frontier = [run_id]
+        for hop in range(1, depth + 1):
+            if not frontier:
+                break
+            reached: set[str] = set()
+            sides = []
+            if direction in ("downstream", "both"):
+                sides.append((edges_t.c.source, "target"))
+            if direction in ("upstream", "both"):
+                sides.append((edges_t.c.target, "source"))
+            for column, other in sides:
+                for edge in conn.execute(select(edges_t).where(column.in_(frontier))):
+                    edges[edge.key] = edge
+                    reached.add(getattr(edge, other))
+            flows = [key for key in frontier if found[key][0].kind == "flow_run"]
+            members = conn.execute(select(nodes_t).where(nodes_t.c.flow_run_id.in_(flows))).all() if flows else []
+            for member in members:
+                if member.key not in found:
+                    found[member.key] = (member, hop)
+            for edge in conn.execute(
+                select(edges_t).where(
+                    edges_t.c.source.in_([m.key for m in members]),
+                    edges_t.c.target.in_([m.key for m in members]),
+                )
+            ) if members else ():
+                edges[edge.key] = edge
+            new = reached - found.keys()
+            for node in conn.execute(select(nodes_t).where(nodes_t.c.key.in_(list(new)))) if new else ():
+                found[node.key] = (node, hop)
+            frontier = [key for key in new if key in found] + [m.key for m in members]
+    return LineageGraph(
+        root=run_id,
+        nodes=[
+            LineageNode(id=key, kind=node.kind, name=node.name, flow_run_id=node.flow_run_id, depth=hops)
+            for key, (node, hops) in sorted(found.items(), key=lambda item: (item[1][1], item[0]))
+        ],
+        edges=[
+            LineageEdge(source=edge.source, target=edge.target, kind=edge.kind)
+            for edge in sorted(edges.values(), key=lambda e: e.key)
+            if edge.source in found and edge.target in found
+        ],
+    )
+
+
+def analytics(
+    rm: ReadModel,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    grain: Literal["hour", "day"] = "day",
+    dimension: Literal["flow", "deployment", "tag", "task"] = "flow",
+    value: str | None = None,
+) -> AnalyticsReport:
+    """Run counts, success rate and duration percentiles per `dimension` value over the
+    periods (of `grain`) that overlap [since, until)."""
+    if grain not in ("hour", "day"):
+        raise InvalidQuery(f"grain must be 'hour' or 'day', not {grain!r}")
+    if dimension not in ("flow", "deployment", "tag", "task"):
+        raise InvalidQuery(f"dimension must be flow, deployment, tag or task, not {dimension!r}")
+    since = _aware(since, "since")
+    until = _aware(until, "until") if until is not None else datetime.now(UTC)
+    if since >= until:
+        raise InvalidQuery("since must be before until")
+    rm.refresh()
+    with rm.reading("analytics") as (conn, tables):
+        buckets = tables["buckets"]
+        conditions = [
+            buckets.c.dimension == dimension,
+            buckets.c.grain == grain,
+            buckets.c.period >= period_start(since, grain),
+            buckets.c.period < until,
+        ]
+        if value is not None:
+            conditions.append(buckets.c.value == value)
+        rows = conn.execute(
+            select(buckets).where(*conditions).order_by(buckets.c.value, buckets.c.period)
+        ).all()
+    by_value: dict[str, list[Any]] = {}
+    for row in rows:
+        by_value.setdefault(row.value, []).append(row)
+    groups = []
+    for name, periods in by_value.items():
+        totals = {f: sum(getattr(p, f) for p in periods) for f in ("runs", "completed", "failed", "crashed", "cancelled")}
+        histogram = merge_histograms(orjson.loads(p.hist) for p in periods)
+        maxima = [p.max_duration for p in periods if p.max_duration is not None]
+        top = max(maxima) if maxima else None
+        finished = totals["completed"] + totals["failed"] + totals["crashed"]
+        groups.append(AnalyticsGroup(
+            dimension=dimension, value=name, **totals,
+            success_rate=totals["completed"] / finished if finished else None,
+            p50=percentile(histogram, 50, top), p95=percentile(histogram, 95, top), max=top,
+            periods=[
+                AnalyticsPeriod(start=p.period, runs=p.runs, completed=p.completed, failed=p.failed, crashed=p.crashed)
+                for p in periods
+            ],
+        ))
+    groups.sort(key=lambda g: (-g.runs, g.value))
+    return AnalyticsReport(since=since, until=until, grain=grain, groups=groups)
+
+
+def run_as_of(
+    rm: ReadModel,
+    flow_run_id: str,
+    *,
+    cursor: str | None = None,
+    at: datetime | None = None,
+) -> RunSnapshot:
+    """A flow run and its task runs as of a log cursor or a time (exactly one of them)."""
+    if (cursor is None) == (at is None):
+        raise InvalidQuery("give exactly one of cursor and at")
+    try:
+        point = Cursor.parse(cursor) if cursor is not None else None
+    except InvalidCursor as exc:
+        raise InvalidQuery(str(exc)) from None
+    when = _aware(at, "at") if at is not None else None
+    count, flow_run, task_runs = fold_as_of(list(stream_events(rm.store, flow_run_id)), point, when)
+    return RunSnapshot(
+        as_of_cursor=cursor, as_of_time=when, events_folded=count, flow_run=flow_run, task_runs=task_runs,
+    )
