@@ -1,0 +1,52 @@
+"""`ledgerflow api-key create|ls|revoke`: keys live in the store's database, hashed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.console import fail, out
+from api.context import opened_store
+from api.keys import ApiKeys, KeyNotFound, Scope
+from projections.runner import engine_of
+
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    scope: Annotated[Scope, typer.Option(help="read, write (and read) or admin (everything).")] = Scope.READ,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    with opened_store() as store:
+        try:
+            key, secret = ApiKeys(engine_of(store)).create(name, scope)
+        except ValueError as exc:
+            fail(str(exc))
+    out.print(f"created key {key.id} ({key.name}, scope {key.scope}); it is shown only this once:")
+    print(secret)
+
+
+@app.command("ls")
+def list_keys() -> None:
+    """List keys (never their secrets)."""
+    with opened_store() as store:
+        keys = ApiKeys(engine_of(store)).list()
+    if not keys:
+        out.print("no API keys yet; create one with `ledgerflow api-key create --name NAME`")
+    for key in keys:
+        status = f"revoked {key.revoked:%Y-%m-%d %H:%M}" if key.revoked else "active"
+        out.print(f"{key.id}  {key.scope:<5}  {status:<24}  {key.name}")
+
+
+@app.command()
+def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `api-key ls`).")]) -> None:
+    """Revoke a key: every server refuses it from the next request on."""
+    with opened_store() as store:
+        try:
+            key = ApiKeys(engine_of(store)).revoke(key_id)
+        except KeyNotFound as exc:
+            fail(str(exc), "see `ledgerflow api-key ls`")
+    out.print(f"revoked key {key.id} ({key.name})")

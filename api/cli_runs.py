@@ -1,0 +1,315 @@
+"""`ledgerflow flow-run ...` and `ledgerflow stats`: run history from the projections.
+
+Every command works on the embedded store with no server: the projections first catch up
+with the log (see projections/queries.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from api.cli_remote import remote_flow_runs
+from api.console import fail, out
+from api.context import opened_store
+from events import EventStoreError, load_settings
+from events.payloads import flow_run_stream
+from events.states import TERMINAL, StateType, state_from_event_type
+from projections import queries
+from projections.errors import ProjectionError
+from projections.models import FlowRun, LineageGraph, TaskRun
+from projections.readmodel import ReadModel
+
+__all__ = ["app", "parse_since", "stats"]
+
+app = typer.Typer(help="List, inspect and follow flow runs.", no_args_is_help=True)
+
+STATE_STYLES = {
+    StateType.COMPLETED: "green",
+    StateType.FAILED: "red",
+    StateType.CRASHED: "bold magenta",
+    StateType.CANCELLED: "dim",
+    StateType.CANCELLING: "dim",
+    StateType.RUNNING: "cyan",
+    StateType.PENDING: "yellow",
+    StateType.SCHEDULED: "yellow",
+    StateType.PAUSED: "blue",
+}
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+_SINCE = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """`30m`, `12h`, `7d`, `2w` ago, or an ISO-8601 time (UTC unless it says otherwise)."""
+    now = now or datetime.now(UTC)
+    match = _SINCE.match(value.strip())
+    if match:
+        return now - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--since {value!r} is neither a duration nor a time", "use e.g. 30m, 12h, 7d, 2w or 2024-05-01T00:00")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@contextmanager
+def read_model() -> Iterator[ReadModel]:
+    with opened_store() as store:
+        try:
+            yield ReadModel(store)
+        except (ProjectionError, EventStoreError) as exc:
+            fail(str(exc).splitlines()[0])
+
+
+def _state(state_type: StateType | None, name: str | None) -> str:
+    if state_type is None:
+        return "[dim]-[/]"
+    return f"[{STATE_STYLES.get(state_type, 'white')}]{name}[/]"
+
+
+def _time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+@app.command("ls")
+def ls(
+    flow: Annotated[str | None, typer.Option("--flow", help="Only runs of this flow.")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="State type (FAILED) or name (Cached).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Runs with this tag (repeatable: all of them).")] = None,
+    deployment: Annotated[str | None, typer.Option("--deployment", help="Only runs of this deployment id.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Created since: 30m, 12h, 7d or an ISO time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs to show.")] = 20,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="Continue from a previous page.")] = None,
+    oldest: Annotated[bool, typer.Option("--oldest", help="Oldest first.")] = False,
+) -> None:
+    """List flow runs, newest first."""
+    start = parse_since(since) if since else None
+    filters: dict[str, Any] = dict(
+        flow_name=flow, state=state, tags=tag or (), deployment_id=deployment,
+        since=start, sort="oldest" if oldest else "newest", limit=limit, cursor=cursor,
+    )
+    settings = load_settings()
+    if settings.api_url:  # a server is configured: ask it rather than the local database
+        page = remote_flow_runs(settings, **filters)
+    else:
+        with read_model() as rm:
+            page = queries.list_flow_runs(rm, **filters)
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "FLOW", "NAME", "STATE", "CREATED", "DURATION", "TAGS"):
+        table.add_column(column, no_wrap=column in ("ID", "STATE"))
+    for run in page.items:
+        table.add_row(
+            run.id, run.flow_name or "-", run.run_name or "-", _state(run.state_type, run.state_name),
+            _time(run.created), _duration(run.duration), ",".join(run.tags),
+        )
+    if not page.items:
+        out.print("[dim]no flow runs[/]")
+        return
+    out.print(table)
+    if page.next_cursor:
+        out.print(f"[dim]more: --cursor {page.next_cursor}[/]")
+
+
+def _task_label(task: TaskRun) -> str:
+    return task.run_name or task.task_name or task.id
+
+
+@app.command()
+def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id.")]) -> None:
+    """A flow run: its states with timings, task runs, errors and artifacts."""
+    with read_model() as rm:
+        detail = queries.get_run(rm, run_id)
+        found = queries.run_artifacts(rm, run_id)
+    run: FlowRun = detail.flow_run
+    out.print(f"[bold]{run.flow_name}[/] / {run.run_name}  {_state(run.state_type, run.state_name)}")
+    out.print(f"id {run.id}")
+    out.print(
+        f"created {_time(run.created)}  start {_time(run.start)}  end {_time(run.end)}  "
+        f"duration {_duration(run.duration)}  attempts {run.attempts}"
+    )
+    for label, value in (("parameters", run.parameters), ("tags", run.tags),
+                         ("deployment", run.deployment_id), ("parent", run.parent_flow_run_id),
+                         ("replay of", run.replay_of)):
+        if value:
+            out.print(f"{label} {value}")
+    if run.error:
+        out.print(f"[red]error {run.error}[/]")
+    names = {task.id: _task_label(task) for task in detail.task_runs}
+    states = Table(title="states", box=None, header_style="bold", title_justify="left")
+    for column in ("TIME", "+", "RUN", "STATE", "ATTEMPT", "DETAIL"):
+        states.add_column(column)
+    origin = detail.states[0].occurred if detail.states else run.created
+    for record in detail.states:
+        states.add_row(
+            record.occurred.strftime("%H:%M:%S.%f")[:-3], f"{(record.occurred - origin).total_seconds():.3f}s",
+            names.get(record.task_run_id or "", "flow") if record.task_run_id else "flow",
+            _state(record.state_type, record.state_name), str(record.attempt),
+            record.error or record.message or "",
+        )
+    out.print(states)
+    tasks = Table(title="task runs", box=None, header_style="bold", title_justify="left")
+    for column in ("TASK RUN", "ID", "STATE", "START", "DURATION", "ATTEMPTS", "ERROR"):
+        tasks.add_column(column)
+    for task in detail.task_runs:
+        tasks.add_row(
+            _task_label(task), task.id, _state(task.state_type, task.state_name), _time(task.start),
+            _duration(task.duration), str(task.attempts), f"[red]{task.error}[/]" if task.error else "",
+        )
+    out.print(tasks)
+    if found:
+        arts = Table(title="artifacts", box=None, header_style="bold", title_justify="left")
+        for column in ("KEY", "TYPE", "TASK RUN", "DATA"):
+            arts.add_column(column)
+        for artifact in found:
+            arts.add_row(artifact.key or artifact.id, artifact.artifact_type,
+                         names.get(artifact.task_run_id or "", "-"), str(artifact.data)[:80])
+        out.print(arts)
+
+
+def _level(value: str) -> int:
+    if value.upper() in LEVELS:
+        return LEVELS[value.upper()]
+    if value.isdigit():
+        return int(value)
+    fail(f"--level {value!r} is not a log level", f"use one of {', '.join(LEVELS)} or a number")
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="Flow run id.")],
+    level: Annotated[str, typer.Option("--level", "-l", help="Minimum level (DEBUG, INFO, ...).")] = "DEBUG",
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+) -> None:
+    """Print a flow run's logs (and follow them while it runs)."""
+    minimum = _level(level)
+    with read_model() as rm:
+        position = 0
+        feed = rm.store.subscribe(after=rm.store.head()) if follow else None
+        try:
+            while True:
+                page = queries.run_logs(rm, run_id, min_level=minimum, after=position, limit=1000)
+                for line in page.items:
+                    style = "red" if line.level >= 40 else "yellow" if line.level >= 30 else ""
+                    text = f"{line.occurred.strftime('%H:%M:%S.%f')[:-3]} {line.level_name:<8} {line.logger} | {line.message}"
+                    out.print(f"[{style}]{text}[/]" if style else text, markup=bool(style))
+                ended = _ended(rm, run_id, position, page.next_after)
+                position = page.next_after or position
+                if len(page.items) == 1000:
+                    continue
+                if feed is None or ended:
+                    return
+                feed.poll(timeout=1.0)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+        finally:
+            if feed is not None:
+                feed.close()
+
+
+def _ended(rm: ReadModel, run_id: str, after: int, upto: int | None) -> bool:
+    """Whether the run's stream reached a terminal flow-run state in (after, upto]."""
+    if not upto or upto <= after:
+        return False
+    for event in rm.store.read_stream(flow_run_stream(run_id), from_version=after + 1, limit=upto - after):
+        parsed = state_from_event_type(event.type)
+        if parsed and parsed[0] == "flow-run" and parsed[2] in TERMINAL:
+            return True
+    return False
+
+
+@app.command()
+def lineage(
+    run_id: Annotated[str, typer.Argument(help="Flow run or task run id.")],
+    depth: Annotated[int, typer.Option("--depth", "-d", help="How many hops to follow.")] = 3,
+    direction: Annotated[str, typer.Option("--direction", help="upstream, downstream or both.")] = "both",
+) -> None:
+    """Draw what fed, called, replayed or reused a run, as a tree."""
+    with read_model() as rm:
+        graph = queries.lineage(rm, run_id, depth=depth, direction=direction)  # type: ignore[arg-type]
+    out.print(lineage_tree(graph))
+
+
+def lineage_tree(graph: LineageGraph) -> Tree:
+    nodes = {node.id: node for node in graph.nodes}
+
+    def label(node_id: str) -> str:
+        node = nodes[node_id]
+        kind = "flow run" if node.kind == "flow_run" else "task run"
+        return f"[bold]{node.name}[/] [dim]{kind} {node.id}[/]"
+
+    inputs: dict[str, list[str]] = {}
+    children: dict[str, list[tuple[str, str]]] = {}
+    for edge in graph.edges:
+        if edge.kind == "upstream":
+            inputs.setdefault(edge.target, []).append(nodes[edge.source].name or edge.source)
+        else:
+            children.setdefault(edge.source, []).append((edge.kind, edge.target))
+    for node in graph.nodes:
+        if node.kind == "task_run" and node.flow_run_id in nodes:
+            children.setdefault(node.flow_run_id, []).append(("task", node.id))
+    root = Tree(label(graph.root))
+    seen = {graph.root}
+
+    def grow(tree: Tree, node_id: str) -> None:
+        for kind, child in children.get(node_id, []):
+            if child in seen:
+                continue
+            seen.add(child)
+            text = label(child)
+            if inputs.get(child):
+                text += f" [cyan]<- {', '.join(sorted(inputs[child]))}[/]"
+            if kind != "task":
+                text = f"[magenta]{kind}[/] {text}"
+            grow(tree.add(text), child)
+
+    grow(root, graph.root)
+    for edge in graph.edges:  # what flowed into the root itself, or what it came from
+        if edge.target == graph.root and edge.source in nodes and edge.source not in seen:
+            seen.add(edge.source)
+            root.add(f"[magenta]{edge.kind} from[/] {label(edge.source)}")
+    return root
+
+
+def stats(
+    flow: Annotated[str | None, typer.Option("--flow", help="Only this flow.")] = None,
+    since: Annotated[str, typer.Option("--since", help="Period: 24h, 7d, 2w or an ISO time.")] = "7d",
+    by: Annotated[str, typer.Option("--by", help="Group by flow, deployment, tag or task.")] = "flow",
+) -> None:
+    """Runs, success rate and duration percentiles per flow over a period."""
+    start = parse_since(since)
+    if by not in ("flow", "deployment", "tag", "task"):
+        fail(f"--by {by!r} is not one of flow, deployment, tag, task")
+    grain = "hour" if datetime.now(UTC) - start <= timedelta(days=2) else "day"
+    with read_model() as rm:
+        report = queries.analytics(rm, since=start, grain=grain, dimension=by, value=flow)  # type: ignore[arg-type]
+    if not report.groups:
+        out.print(f"[dim]no runs since {_time(report.since)}[/]")
+        return
+    table = Table(box=None, header_style="bold", title=f"since {_time(report.since)} UTC", title_justify="left")
+    for column in (by.upper(), "RUNS", "COMPLETED", "FAILED", "CRASHED", "SUCCESS", "P50", "P95", "MAX"):
+        table.add_column(column, justify="left" if column == by.upper() else "right")
+    for group in report.groups:
+        rate = "-" if group.success_rate is None else f"{group.success_rate:.1%}"
+        table.add_row(
+            group.value, str(group.runs), f"[green]{group.completed}[/]", f"[red]{group.failed}[/]",
+            f"[magenta]{group.crashed}[/]", rate, _duration(group.p50), _duration(group.p95), _duration(group.max),
+        )
+    out.print(table)

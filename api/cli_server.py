@@ -1,0 +1,46 @@
+"""`ledgerflow server start`: the API under uvicorn, projections running in the same process."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from api.console import fail, out
+from api.settings import load_api_settings
+from events import StoreUnavailable, load_settings
+
+app = typer.Typer(help="Run the API server.", no_args_is_help=True)
+
+
+@app.command()
+def start(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback turns auth on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 4300,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port (PostgreSQL).")] = 1,
+) -> None:
+    """Serve the REST API, the live event feeds and /metrics."""
+    import uvicorn
+
+    from api.app import create_app
+
+    try:
+        api = load_api_settings(os.environ, host, port)
+    except ValueError as exc:
+        fail(str(exc))
+    settings = load_settings()
+    out.print(
+        f"ledgerflow server on http://{host}:{port} (store: {settings.store_url.split('@')[-1]}, "
+        f"auth: {'on' if api.auth else 'off'})"
+    )
+    options = {"host": host, "port": port, "log_level": log_level, "ws": "websockets-sansio"}
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(settings, api), **options)  # type: ignore[arg-type]
+        else:
+            os.environ["LEDGERFLOW_AUTH"] = "on" if api.auth else "off"  # the workers read it
+            uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    except StoreUnavailable as exc:
+        fail(str(exc), "check LEDGERFLOW_DATABASE_URL")

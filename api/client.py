@@ -1,0 +1,100 @@
+"""A small synchronous client of the API server, for CLI commands run with `LEDGERFLOW_API_URL`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
+
+import httpx
+import orjson
+
+from events import EventStoreError, StoredEvent, StoreUnavailable
+from projections.models import FlowRunPage
+
+__all__ = ["ApiClient", "ApiError"]
+
+
+class ApiError(EventStoreError):
+    """The server refused a request (4xx) or could not be reached."""
+
+
+class ApiClient:
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        try:
+            response = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"the API server at {self.http.base_url} cannot be reached: {exc}") from exc
+        if response.status_code != 200:
+            raise ApiError(f"HTTP {response.status_code}: {_detail(response)}")
+        return orjson.loads(response.content)
+
+    def list_flow_runs(self, **filters: Any) -> FlowRunPage:
+        """`GET /api/flow-runs` with the filters of `projections.queries.list_flow_runs`
+        (`tags` becomes repeated `tag`, datetimes ISO strings)."""
+        params = dict(filters)
+        if "tags" in params:
+            params["tag"] = list(params.pop("tags") or []) or None
+        for name in ("since", "until"):
+            if params.get(name) is not None:
+                params[name] = params[name].isoformat()
+        return FlowRunPage.model_validate(self._get("/api/flow-runs", params))
+
+    def read_events(
+        self, after: str | None = None, limit: int = 100, types: Sequence[str] | None = None, last: int | None = None
+    ) -> list[StoredEvent]:
+        page = self._get("/api/events", {"after": after, "limit": limit, "type": list(types or []) or None, "last": last})
+        return [StoredEvent.model_validate(e) for e in page["events"]]
+
+    def head(self) -> str:
+        return str(self._get("/health", {})["head"])
+
+    def follow(self, after: str, types: Sequence[str] | None = None) -> Iterator[StoredEvent]:
+        """Events after `after` from the SSE feed, forever; reconnects from the last cursor."""
+        cursor = after
+        params = {"type": list(types or []) or None}
+        delay = 0.1
+        while True:
+            try:
+                headers = {"last-event-id": cursor, "accept": "text/event-stream"}
+                with self.http.stream(
+                    "GET", "/api/events/feed", params={k: v for k, v in params.items() if v}, headers=headers,
+                    timeout=httpx.Timeout(30.0, read=None),
+                ) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        raise ApiError(f"HTTP {response.status_code}: {_detail(response)}")
+                    delay = 0.1
+                    for event in _sse_events(response.iter_lines()):
+                        cursor = event.cursor
+                        yield event
+            except httpx.TransportError:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[StoredEvent]:
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line == "" and data:
+            yield StoredEvent.model_validate(orjson.loads("\n".join(data)))
+            data = []
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(orjson.loads(response.content)["detail"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return response.text[:200]

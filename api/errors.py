@@ -1,0 +1,75 @@
+"""Domain errors to HTTP, in one place.
+
+    ConcurrencyConflict -> 409      InvalidEvent, InvalidQuery -> 422
+    RunStateConflict    -> 409      (the body of a 409 names stream, expected and actual)
+    InvalidCursor       -> 400      RunNotFound               -> 404
+    StoreUnavailable    -> 503      CorruptEvent              -> 500
+
+Every error body is `{"detail": "<one readable line>"}`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+
+from api.cancel import RunStateConflict
+from api.responses import OrjsonResponse
+from events import (
+    ConcurrencyConflict,
+    CorruptEvent,
+    InvalidCursor,
+    InvalidEvent,
+    StoreUnavailable,
+)
+from projections.errors import InvalidQuery, RunNotFound
+
+__all__ = ["install_error_handlers", "validation_message"]
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (InvalidCursor, 400),
+    (InvalidEvent, 422),
+    (InvalidQuery, 422),
+    (RunNotFound, 404),
+    (StoreUnavailable, 503),
+    (CorruptEvent, 500),
+)
+
+
+def validation_message(errors: list[dict[str, object]]) -> str:
+    """`body.appends.0.events.0.type: Field required; ...` from pydantic's error list."""
+    parts = []
+    for error in errors[:10]:
+        loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body" or len(error.get("loc", ())) == 1)  # type: ignore[attr-defined]
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+    return "; ".join(parts) + more
+
+
+def _line(exc: Exception) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for kind, status in _STATUS:
+
+        def handler(request: Request, exc: Exception, status: int = status) -> OrjsonResponse:
+            return OrjsonResponse({"detail": _line(exc)}, status)
+
+        app.add_exception_handler(kind, handler)
+
+    def conflict(request: Request, exc: Exception) -> OrjsonResponse:
+        assert isinstance(exc, ConcurrencyConflict)
+        body = {"detail": _line(exc), "stream": exc.stream, "expected": exc.expected, "actual": exc.actual}
+        return OrjsonResponse(body, 409)
+
+    app.add_exception_handler(ConcurrencyConflict, conflict)
+    app.add_exception_handler(RunStateConflict, lambda request, exc: OrjsonResponse({"detail": _line(exc)}, 409))
+
+    def invalid_request(request: Request, exc: Exception) -> OrjsonResponse:
+        assert isinstance(exc, RequestValidationError)
+        return OrjsonResponse({"detail": validation_message(list(exc.errors()))}, 422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)

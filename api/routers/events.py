@@ -1,0 +1,168 @@
+"""`/api/events`: batch ingest, paged reads, and the live feed as SSE and WebSocket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, WebSocket
+from fastapi.responses import StreamingResponse
+from starlette.websockets import WebSocketDisconnect
+
+from api.contract import check_payloads
+from api.deps import HubDep, StateDep, StoreDep, check_key, require
+from api.feed import FeedFilter
+from api.keys import Scope
+from api.responses import OrjsonResponse
+from api.schemas import AppendRequest, AppendResult, EventPage, event_json
+from events import Cursor, StoredEvent
+
+__all__ = ["router", "stream_router"]
+
+router = APIRouter(prefix="/api/events", tags=["events"])
+stream_router = APIRouter(prefix="/api/events", tags=["events"])
+
+TypeQuery = Annotated[
+    list[str] | None, Query(description="Event types; '*' is a wildcard (task-run.*)")
+]
+FlowRunQuery = Annotated[list[str] | None, Query(description="Only these flow runs")]
+FlowNameQuery = Annotated[list[str] | None, Query(description="Only runs of these flows")]
+AfterQuery = Annotated[str | None, Query(description="Start after this cursor", max_length=64)]
+
+
+@router.post(
+    "",
+    response_model=AppendResult,
+    dependencies=[Depends(require(Scope.WRITE))],
+    responses={409: {"description": "an expected version did not hold; nothing was written"}},
+)
+def append_events(body: AppendRequest, state: StateDep) -> OrjsonResponse:
+    """Append to one or more streams in one transaction; idempotent by event id."""
+    appends = [part.to_append() for part in body.appends]
+    check_payloads(appends)
+    stored = state.store.append_streams(appends)
+    state.metrics.appended.inc(len(stored))
+    return OrjsonResponse({"events": [event_json(e) for e in stored]})
+
+
+@router.get("", response_model=EventPage, dependencies=[Depends(require(Scope.READ))])
+def read_events(
+    store: StoreDep,
+    type: TypeQuery = None,
+    stream: Annotated[str | None, Query(max_length=200)] = None,
+    after: AfterQuery = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 100,
+    last: Annotated[int | None, Query(ge=1, le=5000, description="Only the newest N (instead of after)")] = None,
+) -> OrjsonResponse:
+    """Events after `after` in global order, optionally of matching types or one stream."""
+    cursor = Cursor.parse(after)
+    if last is not None and (stream is not None or after is not None):
+        raise HTTPException(422, "give last, or after and stream, not both")
+    if last is not None:
+        events = store.read_last(last, types=type)
+    elif stream is None:
+        events = store.read_all(after=cursor, limit=limit, types=type)
+    else:
+        events = _read_stream(store, stream, cursor, limit, FeedFilter.of(type))
+    next_after = events[-1].cursor if events else str(cursor)
+    return OrjsonResponse({"events": [event_json(e) for e in events], "next_after": next_after})
+
+
+def _read_stream(store: StoreDep, stream: str, after: Cursor, limit: int, feed: FeedFilter) -> list[StoredEvent]:
+    # A stream's order is its part of the global order, so "after a cursor" is a suffix of it.
+    found: list[StoredEvent] = []
+    version = 1
+    while len(found) < limit:
+        page = store.read_stream(stream, from_version=version, limit=1000)
+        found += [e for e in page if Cursor.parse(e.cursor) > after and feed.types.matches(e.type)]
+        if len(page) < 1000:
+            break
+        version = page[-1].stream_position + 1
+    return found[:limit]
+
+
+@router.get(
+    "/feed",
+    dependencies=[Depends(require(Scope.READ))],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "one SSE message per event"}},
+)
+async def feed_sse(
+    hub: HubDep,
+    state: StateDep,
+    type: TypeQuery = None,
+    flow_run_id: FlowRunQuery = None,
+    flow_name: FlowNameQuery = None,
+    after: AfterQuery = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> StreamingResponse:
+    """Live events as Server-Sent Events; each `id:` is the event's cursor, so a reconnecting
+    client resumes with `Last-Event-ID` (or `after`) and misses and repeats nothing."""
+    resume = last_event_id or after
+    start = Cursor.parse(resume if resume is not None else await to_thread.run_sync(hub.store.head))
+    feed = FeedFilter.of(type, flow_run_id, flow_name)
+    heartbeat = state.api.heartbeat_seconds
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b": connected\n\n"
+        async for batch in hub.follow(start, feed, heartbeat):
+            if not batch:
+                yield b": keep-alive\n\n"
+                continue
+            yield b"".join(b"id: " + i.cursor.encode() + b"\ndata: " + i.json + b"\n\n" for i in batch)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@stream_router.websocket("/ws")
+async def feed_ws(
+    websocket: WebSocket,
+    hub: HubDep,
+    state: StateDep,
+    type: TypeQuery = None,
+    flow_run_id: FlowRunQuery = None,
+    flow_name: FlowNameQuery = None,
+    after: AfterQuery = None,
+) -> None:
+    """Live events over a WebSocket, one JSON text message per event; resume with `after`."""
+    refused = await to_thread.run_sync(check_key, state, websocket, Scope.READ)
+    if refused is not None:
+        await websocket.close(code=4401 if refused[0] == 401 else 4403, reason=refused[1])
+        return
+    try:
+        start = Cursor.parse(after) if after is not None else Cursor.parse(await to_thread.run_sync(hub.store.head))
+    except ValueError as exc:
+        await websocket.close(code=4400, reason=str(exc)[:120])
+        return
+    await websocket.accept()
+    feed = FeedFilter.of(type, flow_run_id, flow_name)
+
+    async def send() -> None:
+        async for batch in hub.follow(start, feed, state.api.heartbeat_seconds):
+            for item in batch:
+                await websocket.send_text(item.json.decode())
+
+    async with anyio.create_task_group() as group:
+
+        async def sender() -> None:
+            try:
+                await send()
+            except (WebSocketDisconnect, OSError, RuntimeError):
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(sender)
+        try:
+            while True:  # the client sends nothing we need; this notices it leaving
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        group.cancel_scope.cancel()

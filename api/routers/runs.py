@@ -1,0 +1,143 @@
+"""`/api/flow-runs` and `/api/analytics`: the projection queries over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.cancel import cancel_flow_run
+from api.deps import ReadModelDep, StoreDep, require
+from api.keys import Scope
+from api.schemas import EventOut, event_json
+from projections import queries
+from projections.models import (
+    AnalyticsReport,
+    Artifact,
+    FlowRunPage,
+    LineageGraph,
+    LogPage,
+    RunDetail,
+    RunSnapshot,
+)
+
+__all__ = ["analytics_router", "router", "write_router"]
+
+router = APIRouter(prefix="/api/flow-runs", tags=["flow runs"], dependencies=[Depends(require(Scope.READ))])
+write_router = APIRouter(prefix="/api/flow-runs", tags=["flow runs"], dependencies=[Depends(require(Scope.WRITE))])
+analytics_router = APIRouter(prefix="/api/analytics", tags=["analytics"], dependencies=[Depends(require(Scope.READ))])
+
+RunId = Annotated[str, Path(min_length=1, max_length=100)]
+
+
+@router.get("", response_model=FlowRunPage)
+def list_flow_runs(
+    rm: ReadModelDep,
+    flow_name: Annotated[str | None, Query(max_length=200)] = None,
+    state: Annotated[str | None, Query(max_length=40, description="State type (FAILED) or name (Cached)")] = None,
+    tag: Annotated[list[str] | None, Query(description="Runs having every one of these tags")] = None,
+    deployment_id: Annotated[str | None, Query(max_length=100)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    sort: Literal["newest", "oldest"] = "newest",
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")] = None,
+) -> FlowRunPage:
+    return queries.list_flow_runs(
+        rm, flow_name=flow_name, state=state, tags=tag or (), deployment_id=deployment_id,
+        since=since, until=until, sort=sort, limit=limit, cursor=cursor,
+    )
+
+
+@router.get("/{flow_run_id}", response_model=RunDetail)
+def get_flow_run(rm: ReadModelDep, flow_run_id: RunId) -> RunDetail:
+    """The flow run with its task runs and the states it went through."""
+    return queries.get_run(rm, flow_run_id)
+
+
+@router.get("/{flow_run_id}/logs", response_model=LogPage)
+def flow_run_logs(
+    rm: ReadModelDep,
+    flow_run_id: RunId,
+    min_level: Annotated[int, Query(ge=0, le=100)] = 0,
+    task_run_id: Annotated[str | None, Query(max_length=100)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> LogPage:
+    return queries.run_logs(rm, flow_run_id, min_level=min_level, task_run_id=task_run_id, after=after, limit=limit)
+
+
+@router.get("/{flow_run_id}/artifacts", response_model=list[Artifact])
+def flow_run_artifacts(rm: ReadModelDep, flow_run_id: RunId) -> list[Artifact]:
+    return queries.run_artifacts(rm, flow_run_id)
+
+
+@router.get("/{flow_run_id}/lineage", response_model=LineageGraph)
+def flow_run_lineage(
+    rm: ReadModelDep,
+    flow_run_id: RunId,
+    direction: Literal["upstream", "downstream", "both"] = "both",
+    depth: Annotated[int, Query(ge=0, le=20)] = 3,
+) -> LineageGraph:
+    return queries.lineage(rm, flow_run_id, direction=direction, depth=depth)
+
+
+@router.get("/{flow_run_id}/as-of", response_model=RunSnapshot)
+def flow_run_as_of(
+    rm: ReadModelDep,
+    flow_run_id: RunId,
+    cursor: Annotated[str | None, Query(max_length=64, description="A log cursor")] = None,
+    time: Annotated[datetime | None, Query(description="A timezone-aware time")] = None,
+) -> RunSnapshot:
+    """The run and its task runs as they were at a cursor or a time (give exactly one)."""
+    return queries.run_as_of(rm, flow_run_id, cursor=cursor, at=time)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str | None = Field(default=None, max_length=1000)
+
+
+@write_router.post(
+    "/{flow_run_id}/cancel",
+    response_model=EventOut,
+    responses={404: {"description": "no such run"}, 409: {"description": "already finished or cancelled, or a racing change won"}},
+)
+def cancel(store: StoreDep, flow_run_id: RunId, body: CancelRequest | None = None) -> dict[str, object]:
+    """Cancel the run: `Cancelled` if it has not started, else `Cancelling`."""
+    return event_json(cancel_flow_run(store, flow_run_id, body.message if body else None))
+
+
+def _report(
+    rm: ReadModelDep, dimension: Literal["flow", "task"], since: datetime | None, until: datetime | None,
+    grain: Literal["hour", "day"], name: str | None,
+) -> AnalyticsReport:
+    start = since or datetime.now(UTC) - timedelta(days=7)
+    return queries.analytics(rm, since=start, until=until, grain=grain, dimension=dimension, value=name)
+
+
+@analytics_router.get("/flows", response_model=AnalyticsReport)
+def flow_analytics(
+    rm: ReadModelDep,
+    since: Annotated[datetime | None, Query(description="Default: 7 days ago")] = None,
+    until: datetime | None = None,
+    grain: Literal["hour", "day"] = "day",
+    flow_name: Annotated[str | None, Query(max_length=200)] = None,
+) -> AnalyticsReport:
+    """Runs, success rate and duration percentiles per flow."""
+    return _report(rm, "flow", since, until, grain, flow_name)
+
+
+@analytics_router.get("/tasks", response_model=AnalyticsReport)
+def task_analytics(
+    rm: ReadModelDep,
+    since: Annotated[datetime | None, Query(description="Default: 7 days ago")] = None,
+    until: datetime | None = None,
+    grain: Literal["hour", "day"] = "day",
+    task_key: Annotated[str | None, Query(max_length=500)] = None,
+) -> AnalyticsReport:
+    """Runs, success rate and duration percentiles per task."""
+    return _report(rm, "task", since, until, grain, task_key)

@@ -1,0 +1,54 @@
+"""`/health`, `/metrics` and `/api/api-keys` (admin)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from api.deps import StateDep, require
+from api.keys import ApiKey, Scope
+from api.metrics import projection_lag
+from api.responses import OrjsonResponse
+from events import EventStoreError
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["system"])
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    head: str | None
+    projection_lag: dict[str, int]
+    feed_clients: int
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+def health(state: StateDep) -> OrjsonResponse:
+    """Whether the database answers, and how far each projection is behind the log."""
+    try:
+        head = state.store.head()
+        lag = projection_lag(state)
+    except EventStoreError as exc:
+        body = Health(status="unavailable", database=str(exc).splitlines()[0], head=None, projection_lag={}, feed_clients=0)
+        return OrjsonResponse(body.model_dump(), 503)
+    clients = state.hub.clients if state.hub else 0
+    return OrjsonResponse(Health(status="ok", database="reachable", head=head, projection_lag=lag, feed_clients=clients).model_dump())
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require(Scope.READ))],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+def metrics(state: StateDep) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/api-keys", response_model=list[ApiKey], dependencies=[Depends(require(Scope.ADMIN))], tags=["api keys"])
+def list_keys(state: StateDep) -> list[ApiKey]:
+    """Every API key (never its secret), revoked ones included."""
+    return state.keys.list()
