@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,10 @@ def test_a_signalled_run_ends_crashed(store_url: str, tmp_path: Path, sig: signa
     assert process.stdout is not None
     flow_run_id = process.stdout.readline().strip()
     assert flow_run_id
+    # Let the child reach its sleep: a signal landing between the print and the sleep's syscall
+    # is only seen by Python when the 60-second sleep ends (CPython checks signals between
+    # bytecodes), which would time this test out without saying anything about ledgerflow.
+    time.sleep(0.3)
     process.send_signal(sig)
     process.communicate(timeout=60)
     assert process.returncode != 0
