@@ -257,10 +257,14 @@ def lineage_tree(graph: LineageGraph) -> Tree:
 
     inputs: dict[str, list[str]] = {}
     children: dict[str, list[tuple[str, str]]] = {}
+    # A subflow hangs under the stand-in task run that ran it, when that edge is in the graph.
+    run_by_task = {
+        edge.target for edge in graph.edges if edge.kind == "subflow" and nodes[edge.source].kind == "task_run"
+    }
     for edge in graph.edges:
         if edge.kind == "upstream":
             inputs.setdefault(edge.target, []).append(nodes[edge.source].name or edge.source)
-        else:
+        elif not (edge.kind == "subflow" and edge.target in run_by_task and nodes[edge.source].kind == "flow_run"):
             children.setdefault(edge.source, []).append((edge.kind, edge.target))
     for node in graph.nodes:
         if node.kind == "task_run" and node.flow_run_id in nodes:

@@ -1,7 +1,8 @@
 """The lineage projection: which runs fed, called, replayed or reused which.
 
 Edges (source -> target): `upstream` a task run whose result flowed into the target task
-run's inputs; `subflow` a flow run that called the target flow run; `replay` a flow run the
+run's inputs; `subflow` a flow run that called the target flow run, and the parent's stand-in
+task run that ran it (see runtime/flows.py); `replay` a flow run the
 target replays; `cached` a task run whose stored result the target (Cached or Reused) took.
 Nodes carry a name so a graph can be drawn without the runs projection.
 """
@@ -36,8 +37,9 @@ def fold_lineage(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
                 "key": run_id, "kind": "flow_run", "flow_run_id": None,
                 "name": f"{data['flow_name']}/{data['run_name']}",
             }
-            if data.get("parent_flow_run_id"):
-                _edge(edges, "subflow", data["parent_flow_run_id"], run_id)
+            for parent in ("parent_flow_run_id", "parent_task_run_id"):
+                if data.get(parent):
+                    _edge(edges, "subflow", data[parent], run_id)
             if data.get("replay_of"):
                 _edge(edges, "replay", data["replay_of"], run_id)
         elif event.type == "task-run.created":
@@ -57,7 +59,7 @@ def fold_lineage(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
 
 class LineageProjection:
     name = "lineage"
-    version = 1
+    version = 2
     types = ("flow-run.*", "task-run.*")
     table_names = ("nodes", "edges")
 

@@ -91,11 +91,14 @@ def test_cached_results_point_at_their_origin_in_runs_and_lineage() -> None:
 
 def test_lineage_links_subflows_and_replays() -> None:
     parent = SyntheticRun("parent", T0)
-    child = SyntheticRun("child", T0, parent_flow_run_id=parent.id)
+    stand_in = parent.task("child")
+    child = SyntheticRun("child", T0, parent_flow_run_id=parent.id, parent_task_run_id=stand_in)
     replay = SyntheticRun("parent", T0, replay_of=parent.id)
     rows = fold_lineage({}, as_stored(parent.events + child.events + replay.events))
     edges = {(e["kind"], e["source"], e["target"]) for e in rows["edges"].values()}
-    assert edges == {("subflow", parent.id, child.id), ("replay", parent.id, replay.id)}
+    assert edges == {
+        ("subflow", parent.id, child.id), ("subflow", stand_in, child.id), ("replay", parent.id, replay.id),
+    }
     assert rows["nodes"][child.id]["kind"] == "flow_run"
 
 
