@@ -9,15 +9,17 @@ import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, WebSocket
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 from starlette.websockets import WebSocketDisconnect
 
 from api.contract import check_payloads
 from api.deps import HubDep, StateDep, StoreDep, check_key, require
+from api.event_query import EventQuery, EventsPage, read_page
 from api.feed import FeedFilter
 from api.keys import Scope
 from api.responses import OrjsonResponse
 from api.schemas import AppendRequest, AppendResult, EventPage, event_json
-from events import Cursor, StoredEvent
+from events import Cursor
 
 __all__ = ["router", "stream_router"]
 
@@ -52,35 +54,27 @@ def read_events(
     store: StoreDep,
     type: TypeQuery = None,
     stream: Annotated[str | None, Query(max_length=200)] = None,
+    resource: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="A flow-run or task-run id its events name")
+    ] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Occurred at or after (ISO-8601 with offset)")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Occurred before (ISO-8601 with offset)")] = None,
     after: AfterQuery = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
     last: Annotated[int | None, Query(ge=1, le=5000, description="Only the newest N (instead of after)")] = None,
 ) -> OrjsonResponse:
-    """Events after `after` in global order, optionally of matching types or one stream."""
+    """Events after `after` in global order, optionally of matching types, one stream, one
+    resource and a time window; `next_after` moves past events the filters skipped."""
     cursor = Cursor.parse(after)
-    if last is not None and (stream is not None or after is not None):
-        raise HTTPException(422, "give last, or after and stream, not both")
     if last is not None:
-        events = store.read_last(last, types=type)
-    elif stream is None:
-        events = store.read_all(after=cursor, limit=limit, types=type)
+        if any(given is not None for given in (stream, after, resource, since, until)):
+            raise HTTPException(422, "give last (with type only), or after and the other filters, not both")
+        newest = store.read_last(last, types=type)
+        page = EventsPage(newest, newest[-1].cursor if newest else str(cursor))
     else:
-        events = _read_stream(store, stream, cursor, limit, FeedFilter.of(type))
-    next_after = events[-1].cursor if events else str(cursor)
-    return OrjsonResponse({"events": [event_json(e) for e in events], "next_after": next_after})
-
-
-def _read_stream(store: StoreDep, stream: str, after: Cursor, limit: int, feed: FeedFilter) -> list[StoredEvent]:
-    # A stream's order is its part of the global order, so "after a cursor" is a suffix of it.
-    found: list[StoredEvent] = []
-    version = 1
-    while len(found) < limit:
-        page = store.read_stream(stream, from_version=version, limit=1000)
-        found += [e for e in page if Cursor.parse(e.cursor) > after and feed.types.matches(e.type)]
-        if len(page) < 1000:
-            break
-        version = page[-1].stream_position + 1
-    return found[:limit]
+        query = EventQuery(types=type or (), stream=stream, resource=resource, since=since, until=until)
+        page = read_page(store, query, cursor, limit)
+    return OrjsonResponse({"events": [event_json(e) for e in page.events], "next_after": page.next_after})
 
 
 @router.get(

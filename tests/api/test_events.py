@@ -107,3 +107,91 @@ def test_runtime_events_must_fit_their_payload_contract(client: TestClient) -> N
     assert reply.status_code == 422
     assert "task-run.Failed" in reply.json()["detail"]
     nothing_else_written(client)
+
+
+def _run_events(flow_run_id: str, task_run_id: str, occurred: str) -> dict[str, object]:
+    """A flow run's stream: the flow run, one task run of it, and a log line of each."""
+    def log(task: str | None) -> dict[str, object]:
+        data = {"flow_run_id": flow_run_id, "level": 20, "level_name": "INFO", "logger": "t", "message": "m"}
+        return {"type": "log.emitted", "data": data | ({"task_run_id": task} if task else {}), "occurred": occurred}
+
+    created = {"flow_run_id": flow_run_id, "flow_name": "etl", "run_name": flow_run_id}
+    task = {"task_run_id": task_run_id, "flow_run_id": flow_run_id, "task_key": "m.t", "task_name": "t",
+            "run_name": "t-0", "occurrence": 0}
+    events = [
+        {"type": "flow-run.created", "data": created, "occurred": occurred},
+        log(None),
+        {"type": "task-run.created", "data": task, "occurred": occurred},
+        log(task_run_id),
+    ]
+    return {"stream": f"flow-run-{flow_run_id}", "events": events}
+
+
+def test_read_by_resource_flow_run_or_task_run(client: TestClient) -> None:
+    when = "2024-05-01T12:00:00+00:00"
+    body = {"appends": [_run_events("fr-a", "tr-a", when), _run_events("fr-b", "tr-b", when)]}
+    assert client.post("/api/events", json=body).status_code == 200, body
+    visible(client, 8)
+    flow_run = client.get("/api/events", params={"resource": "fr-a"}).json()["events"]
+    assert [(e["stream"], e["type"]) for e in flow_run] == [
+        ("flow-run-fr-a", "flow-run.created"), ("flow-run-fr-a", "log.emitted"),
+        ("flow-run-fr-a", "task-run.created"), ("flow-run-fr-a", "log.emitted"),
+    ]
+    task_run = client.get("/api/events", params={"resource": "tr-b"}).json()["events"]
+    assert [(e["type"], e["data"]["task_run_id"]) for e in task_run] == [("task-run.created", "tr-b"), ("log.emitted", "tr-b")]
+    typed = client.get("/api/events", params={"resource": "tr-b", "type": "log.*"}).json()["events"]
+    assert [e["type"] for e in typed] == ["log.emitted"]
+    assert client.get("/api/events", params={"resource": "nobody"}).json()["events"] == []
+
+
+def test_filtered_pages_move_past_skipped_events(client: TestClient) -> None:
+    when = "2024-05-01T12:00:00+00:00"
+    body = {"appends": [_run_events("fr-a", "tr-a", when), _run_events("fr-b", "tr-b", when)]}
+    client.post("/api/events", json=body)
+    every = visible(client, 8)
+    first = client.get("/api/events", params={"resource": "tr-a", "limit": 1}).json()
+    assert [e["type"] for e in first["events"]] == ["task-run.created"]
+    assert first["next_after"] == first["events"][0]["cursor"]
+    second = client.get("/api/events", params={"resource": "tr-a", "after": first["next_after"]}).json()
+    assert [e["type"] for e in second["events"]] == ["log.emitted"]
+    # The rest of the log was examined and skipped: the next page starts after all of it.
+    assert second["next_after"] == every[-1]["cursor"]
+    again = client.get("/api/events", params={"resource": "tr-a", "after": second["next_after"]}).json()
+    assert again == {"events": [], "next_after": every[-1]["cursor"]}
+
+
+def test_read_by_time_window(client: TestClient) -> None:
+    body = {"appends": [
+        _run_events("fr-early", "tr-early", "2024-05-01T10:00:00+00:00"),
+        _run_events("fr-mid", "tr-mid", "2024-05-01T12:00:00+02:00"),
+        _run_events("fr-late", "tr-late", "2024-05-01T14:00:00+00:00"),
+    ]}
+    client.post("/api/events", json=body)
+    visible(client, 12)
+
+    def streams(**params: str) -> list[str]:
+        return sorted({e["stream"] for e in client.get("/api/events", params=params).json()["events"]})
+
+    # 12:00+02:00 is 10:00Z: `since` is inclusive, `until` exclusive.
+    assert streams(since="2024-05-01T10:00:00Z") == ["flow-run-fr-early", "flow-run-fr-late", "flow-run-fr-mid"]
+    assert streams(since="2024-05-01T10:00:01Z") == ["flow-run-fr-late"]
+    assert streams(until="2024-05-01T14:00:00Z") == ["flow-run-fr-early", "flow-run-fr-mid"]
+    assert streams(since="2024-05-01T09:00:01-01:00", until="2024-05-01T15:00:01+01:00") == ["flow-run-fr-late"]
+    assert streams(since="2024-05-01T09:00:01-01:00", until="2024-05-01T15:00:00+01:00") == []
+    page = client.get("/api/events", params={"since": "2024-05-01T13:00:00Z", "resource": "fr-late", "type": "log.*"})
+    assert [e["data"].get("task_run_id") for e in page.json()["events"]] == [None, "tr-late"]
+
+
+def test_bad_resource_and_time_filters_are_422(client: TestClient) -> None:
+    bad = [
+        ({"since": "2024-05-01T10:00:00"}, "timezone"),
+        ({"until": "yesterday"}, "until"),
+        ({"since": "2024-05-01T10:00:00Z", "until": "2024-05-01T09:00:00Z"}, "before"),
+        ({"resource": ""}, "resource"),
+        ({"resource": "x" * 101}, "resource"),
+        ({"last": "2", "since": "2024-05-01T10:00:00Z"}, "last"),
+    ]
+    for params, word in bad:
+        reply = client.get("/api/events", params=params)
+        assert reply.status_code == 422, (params, reply.text)
+        assert word in reply.json()["detail"].lower(), (params, reply.text)
