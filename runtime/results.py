@@ -1,10 +1,13 @@
-"""Results of completed runs: content-addressed files under `<home>/results`.
+"""Results of completed runs: content-addressed, in the log when small, else in files.
 
-A value is stored as JSON (orjson) when it can be, as a pickle otherwise, in a file named by
-the sha256 of its bytes (`<sha256>.json`), and its `Completed` event names that key
-(`ResultRef`, events/payloads.py). Equal results share one file, written once: an address
-already on disk is never rewritten. A value that cannot be serialised at all is still returned
-to the caller; its event says why it was not persisted.
+A value is serialised as JSON (orjson) when it can be, as a pickle otherwise, and addressed by
+the sha256 of its bytes (`<sha256>.json`); its `Completed` event names that key (`ResultRef`,
+events/payloads.py). JSON of at most `INLINE_LIMIT` bytes travels inside the event itself: one
+atomic write instead of an event plus a file, and a worker on another machine can load it for
+a cache hit or a replay from the log alone. Larger values and pickles go to a file under
+`<home>/results` named by the key; equal results share one file, written once. A value that
+cannot be serialised at all is still returned to the caller; its event says why it was not
+persisted.
 
 Creating a file costs 50-500 us on a busy disk, several times a whole task run, so files are
 written by a few background threads while the run goes on. `sync()` waits for every file
@@ -25,7 +28,10 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ResultStore"]
+__all__ = ["INLINE_LIMIT", "ResultStore"]
+
+INLINE_LIMIT = 512
+"""Bytes of JSON up to which a result is kept in its `Completed` event rather than a file."""
 
 
 class ResultStore:
@@ -48,6 +54,9 @@ class ResultStore:
             except Exception as exc:  # noqa: BLE001 - any pickling failure means "not persisted"
                 return {"persisted": False, "reason": f"cannot be serialised: {type(exc).__name__}: {exc}"}
         key = f"{hashlib.sha256(payload).hexdigest()}.{serializer}"
+        if serializer == "json" and len(payload) <= INLINE_LIMIT:
+            # The decoded JSON, not `value`: the event then holds what a file would have held.
+            return {"persisted": True, "inline": True, "value": orjson.loads(payload), "key": key, "serializer": "json"}
         if key not in self._written:
             with self._lock:
                 if key not in self._written:
@@ -83,6 +92,8 @@ class ResultStore:
         """The value a `ResultRef` names."""
         if not ref.get("persisted") or not ref.get("key"):
             raise LookupError(f"the result was not persisted: {ref.get('reason', 'no key')}")
+        if ref.get("inline"):
+            return ref["value"]
         return self.load(ref["key"])
 
     def load(self, key: str) -> Any:

@@ -59,6 +59,7 @@ def test_a_flow_run_is_one_stream_of_every_transition(runs: EventStore) -> None:
     completed = parse_data(events[-1])
     assert completed.result.persisted and completed.result.serializer == "json"
     assert completed.result.key == f"{hashlib.sha256(b'13').hexdigest()}.json"
+    assert completed.result.inline and completed.result.value == 13  # small: in the event, no file
     assert current().results.load_ref(completed.result.as_data()) == 13
 
 
@@ -243,6 +244,7 @@ def test_cache_hits_expire_and_refresh(runs: EventStore) -> None:
     first = twice(4, return_state=True)
     second = twice(4, return_state=True)
     assert second.result() == 16 and calls == [4]
+    assert list(current().results.root.iterdir()) == []  # the hit was loaded from the log itself
     cached = [parse_data(e) for e in run_events(runs, second.flow_run_id) if e.type == "task-run.Cached"]
     original = [parse_data(e) for e in run_events(runs, first.flow_run_id) if e.type == "task-run.created"]
     assert cached[0].cached_from == original[0].task_run_id

@@ -10,17 +10,32 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runtime.results import ResultStore
+from runtime.results import INLINE_LIMIT, ResultStore
 
 
-def test_json_values_are_named_by_the_hash_of_their_bytes(tmp_path: Path) -> None:
+def test_small_json_values_travel_inline_named_by_their_hash(tmp_path: Path) -> None:
     results = ResultStore(tmp_path)
-    ref = results.persist({"a": [1, 2]})
+    ref = results.persist({"a": [1, 2], "when": (3, 4)})
+    results.close()
+    payload = orjson.dumps({"a": [1, 2], "when": [3, 4]})
+    assert ref == {
+        "persisted": True, "inline": True, "value": {"a": [1, 2], "when": [3, 4]},
+        "key": f"{hashlib.sha256(payload).hexdigest()}.json", "serializer": "json",
+    }
+    assert list(tmp_path.iterdir()) == []  # no file: the event holds the value
+    assert ResultStore(tmp_path).load_ref(ref) == {"a": [1, 2], "when": [3, 4]}
+
+
+def test_json_values_past_the_inline_limit_go_to_a_file_named_by_their_hash(tmp_path: Path) -> None:
+    value = "x" * INLINE_LIMIT  # its JSON has two quotes more than the limit
+    results = ResultStore(tmp_path)
+    ref = results.persist(value)
     results.sync()
-    payload = orjson.dumps({"a": [1, 2]})
+    payload = orjson.dumps(value)
     assert ref == {"persisted": True, "key": f"{hashlib.sha256(payload).hexdigest()}.json", "serializer": "json"}
     assert (tmp_path / ref["key"]).read_bytes() == payload
-    assert ResultStore(tmp_path).load_ref(ref) == {"a": [1, 2]}
+    assert ResultStore(tmp_path).load_ref(ref) == value
+    assert results.persist("x" * (INLINE_LIMIT - 2))["inline"] is True  # exactly at the limit
 
 
 def test_values_json_cannot_hold_are_pickled(tmp_path: Path) -> None:
@@ -35,10 +50,10 @@ def test_values_json_cannot_hold_are_pickled(tmp_path: Path) -> None:
 
 def test_an_existing_address_is_not_written_again(tmp_path: Path) -> None:
     first, second = ResultStore(tmp_path), ResultStore(tmp_path)
-    ref = first.persist(list(range(100)))
+    ref = first.persist(list(range(1000)))
     first.close()
     before = (tmp_path / ref["key"]).stat()
-    assert second.persist(list(range(100))) == ref  # another process, same value
+    assert second.persist(list(range(1000))) == ref  # another process, same value
     second.close()
     after = (tmp_path / ref["key"]).stat()
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
@@ -58,7 +73,7 @@ def test_an_unserialisable_value_is_reported_not_stored(tmp_path: Path) -> None:
 def test_a_failed_write_is_raised_by_sync(tmp_path: Path) -> None:
     results = ResultStore(tmp_path / "results")
     (tmp_path / "results").rmdir()  # the folder vanishes under the store
-    results.persist("x")
+    results.persist("x" * INLINE_LIMIT)
     with pytest.raises(FileNotFoundError):
         results.sync()
     results.close()
