@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 
-from tests.api.conftest import append_body, visible, wait_until
+from api.app import create_app
+from api.settings import ApiSettings
+from tests.api.conftest import append_body, settings_for, visible, wait_until
+from tests.api.tcp_proxy import TcpProxy
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -50,3 +55,25 @@ def test_openapi_and_docs_are_published(client: TestClient) -> None:
         assert path in spec["paths"], path
     assert "AppendRequest" in spec["components"]["schemas"]
     assert "swagger" in client.get("/docs").text.lower()
+
+
+def test_health_is_503_while_the_database_is_unreachable(tmp_path: Path, postgres_schema_url: str) -> None:
+    url = make_url(postgres_schema_url)
+    with TcpProxy((url.host or "127.0.0.1", url.port or 5432)) as line:
+        through_proxy = url.set(host="127.0.0.1", port=line.port).render_as_string(hide_password=False)
+        app = create_app(settings_for(tmp_path, through_proxy), ApiSettings(run_projections=False))
+        with TestClient(app) as client:
+            fine = client.get("/health")
+            assert fine.status_code == 200 and fine.json()["database"] == "reachable"
+            assert fine.json()["projection_lag"] == {"runs": 0, "lineage": 0, "analytics": 0}
+
+            line.stop()
+            down = client.get("/health")
+            assert down.status_code == 503, down.text
+            assert down.json()["status"] == "unavailable" and down.json()["head"] is None
+            assert "cannot be reached" in down.json()["database"]
+            refused = client.get("/health")  # the pool's dead connections are gone: a new one is refused
+            assert refused.status_code == 503 and "cannot be reached" in refused.json()["database"], refused.text
+
+            line.start()
+            wait_until(lambda: client.get("/health").status_code == 200)
