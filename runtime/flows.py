@@ -30,7 +30,7 @@ from runtime import config
 from runtime.context import FlowRunContext, RunInfo, flow_run_var, task_run_var
 from runtime.futures import TaskFuture
 from runtime.logging import get_logger, run_logger, setup_for_runs
-from runtime.rendering import error_info, error_message, json_safe
+from runtime.rendering import error_info, error_message, json_safe, run_name
 from runtime.signals import Abort, ParameterValidationError, Pause
 from runtime.states import State
 from runtime.task_runners import ThreadPoolTaskRunner
@@ -183,7 +183,9 @@ class FlowRun:
         self.runtime = self.parent.runtime if self.parent else config.current()
         self.flow_run_id = new_id()
         self.parameters = parameters
-        self.name = self._run_name()
+        self.name = run_name(
+            flow_.flow_run_name, parameters, f"{flow_.name}-{self.flow_run_id.hex[-8:]}", "flow_run_name"
+        )
         self.attempt = 0
         root = self.parent.meta.correlation_id if self.parent else self.flow_run_id
         log_prints = flow_.log_prints if flow_.log_prints is not None else bool(self.parent and self.parent.log_prints)
@@ -200,17 +202,6 @@ class FlowRun:
         self.parent_task: Any = None
         setup_for_runs()
         self._record_created(root)
-
-    def _run_name(self) -> str:
-        template = self.flow.flow_run_name
-        if template is None:
-            return f"{self.flow.name}-{self.flow_run_id.hex[-8:]}"
-        if callable(template):
-            return str(template())
-        try:
-            return template.format(**self.parameters)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"flow_run_name {template!r} cannot be formatted: {exc}") from None
 
     def _record_created(self, root: Any) -> None:
         data: dict[str, Any] = {

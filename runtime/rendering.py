@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-__all__ = ["error_info", "error_message", "json_safe"]
+__all__ = ["error_info", "error_message", "json_safe", "run_name"]
 
 _PARAMETER_LIMIT = 8_192
+
+
+def run_name(
+    template: str | Callable[[], Any] | None, parameters: dict[str, Any], default: str, option: str
+) -> str:
+    """A run's name from its `flow_run_name` / `task_run_name` option: a format string over the
+    parameters, a callable, or `default` when unset."""
+    if template is None:
+        return default
+    if callable(template):
+        return str(template())
+    try:
+        return template.format(**parameters)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"{option} {template!r} cannot be formatted: {exc}") from None
 
 
 def error_message(error: BaseException) -> str:

@@ -30,7 +30,7 @@ from runtime.context import (
 )
 from runtime.futures import TaskFuture, unmapped
 from runtime.logging import get_logger, run_logger
-from runtime.rendering import error_info, error_message, json_safe
+from runtime.rendering import error_info, error_message, json_safe, run_name
 from runtime.signals import Abort, Fail, Pause
 from runtime.states import State
 
@@ -243,7 +243,9 @@ class TaskRun:
             self._resolve_value(dependency)
         self.occurrence = flow_run.occurrences[task_.task_key]
         flow_run.occurrences[task_.task_key] += 1
-        self.name = self._run_name()
+        self.name = run_name(
+            task_.task_run_name, self.parameters, f"{task_.name}-{self.occurrence}", "task_run_name"
+        )
         self.info = RunInfo(self.task_run_id, self.name, self.parameters, task_.tags)
         self.cache_key: str | None = None
         self._started = time.perf_counter()
@@ -280,17 +282,6 @@ class TaskRun:
     def _depends_on(self, task_run_id: str) -> None:
         if task_run_id not in self.upstream:
             self.upstream.append(task_run_id)
-
-    def _run_name(self) -> str:
-        template = self.task.task_run_name
-        if template is None:
-            return f"{self.task.name}-{self.occurrence}"
-        if callable(template):
-            return str(template())
-        try:
-            return template.format(**self.parameters)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"task_run_name {template!r} cannot be formatted: {exc}") from None
 
     def _emit(self, name: str, **data: Any) -> None:
         data["flow_run_id"] = self.flow_run.flow_run_id
