@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware import BodyLimit, RequestTimer
+from api.openapi import publish_body_schemas
 from api.responses import OrjsonResponse
 from api.routers import events, runs, system
+from api.schemas import AppendRequest
 from api.settings import ApiSettings, load_api_settings
 from api.state import ServerState
 from events import Settings, load_settings
@@ -46,6 +48,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (system.router, events.router, events.stream_router, runs.router, runs.write_router, runs.analytics_router):
         app.include_router(router)
+    publish_body_schemas(app, [AppendRequest])
     app.add_middleware(BodyLimit, limit=api.max_body_bytes)
     app.add_middleware(RequestTimer, histogram=metrics.latency)
     return app

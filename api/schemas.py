@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
-from events.model import AwareDatetime, EventType, new_id, utcnow
+from events.model import AwareDatetime, EventType, new_id, trusted, utcnow
 
 __all__ = [
     "AppendRequest",
@@ -39,13 +39,14 @@ class EventIn(_Strict):
 
     def to_new(self) -> NewEvent:
         # Every field was validated as NewEvent validates it (same types): skip a second pass.
-        return NewEvent.model_construct(
-            type=self.type,
-            data=self.data,
-            id=self.id or new_id(),
-            meta=self.meta,
-            occurred=self.occurred or utcnow(),
-        )
+        values = {
+            "type": self.type,
+            "data": self.data,
+            "id": self.id or new_id(),
+            "meta": self.meta,
+            "occurred": self.occurred or utcnow(),
+        }
+        return trusted(NewEvent, values)
 
 
 class StreamAppendIn(_Strict):

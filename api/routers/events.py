@@ -7,9 +7,10 @@ from typing import Annotated
 
 import anyio
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, WebSocket
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from api.contract import check_payloads
@@ -17,8 +18,10 @@ from api.deps import HubDep, StateDep, StoreDep, check_key, require
 from api.event_query import EventQuery, EventsPage, read_page
 from api.feed import FeedFilter
 from api.keys import Scope
+from api.openapi import json_body
 from api.responses import OrjsonResponse
 from api.schemas import AppendRequest, AppendResult, EventPage, event_json
+from api.state import ServerState
 from events import Cursor
 
 __all__ = ["router", "stream_router"]
@@ -39,9 +42,21 @@ AfterQuery = Annotated[str | None, Query(description="Start after this cursor", 
     response_model=AppendResult,
     dependencies=[Depends(require(Scope.WRITE))],
     responses={409: {"description": "an expected version did not hold; nothing was written"}},
+    openapi_extra=json_body(AppendRequest),
 )
-def append_events(body: AppendRequest, state: StateDep) -> OrjsonResponse:
+async def append_events(request: Request, state: StateDep) -> OrjsonResponse:
     """Append to one or more streams in one transaction; idempotent by event id."""
+    raw = await request.body()
+    return await to_thread.run_sync(_append, state, raw)
+
+
+def _append(state: ServerState, raw: bytes) -> OrjsonResponse:
+    # pydantic-core parses and validates the bytes in one pass; FastAPI's body parameter would
+    # build Python objects with json.loads first and validate them field by field after.
+    try:
+        body = AppendRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
     appends = [part.to_append() for part in body.appends]
     check_payloads(appends)
     stored = state.store.append_streams(appends)

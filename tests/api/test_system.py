@@ -53,7 +53,10 @@ def test_openapi_and_docs_are_published(client: TestClient) -> None:
     for path in ("/api/events", "/api/events/feed", "/api/flow-runs", "/api/flow-runs/{flow_run_id}/cancel",
                  "/api/flow-runs/{flow_run_id}/as-of", "/api/analytics/flows", "/health", "/metrics"):
         assert path in spec["paths"], path
-    assert "AppendRequest" in spec["components"]["schemas"]
+    body = spec["paths"]["/api/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/AppendRequest"}
+    events = spec["components"]["schemas"]["StreamAppendIn"]["properties"]["events"]
+    assert events["items"] == {"$ref": "#/components/schemas/EventIn"} and "EventIn" in spec["components"]["schemas"]
     assert "swagger" in client.get("/docs").text.lower()
 
 
