@@ -18,6 +18,10 @@ __all__ = ["ServerState"]
 
 log = logging.getLogger("ledgerflow.api")
 
+_PROJECT_EVERY = 0.05
+"""Seconds between the projection runner's catch-ups. Following the log's wake-ups instead
+re-reads the log after every append; under ingest load one catch-up takes many appends' events."""
+
 
 @dataclass
 class ServerState:
@@ -51,14 +55,16 @@ class ServerState:
             self._runner.start()
 
     def _project(self) -> None:
-        while not self._stop.is_set():
+        pause = _PROJECT_EVERY
+        while not self._stop.wait(pause):
+            pause = _PROJECT_EVERY
             try:
-                self.read_model.runner.run(self._stop)
+                self.read_model.runner.catch_up()
             except EventStoreError:  # the database went away: queries catch up when it is back
-                self._stop.wait(1.0)
+                pause = 1.0
             except Exception:  # a bug must not end the process's projections for good
-                log.exception("the projection runner failed; restarting it in 5 s")
-                self._stop.wait(5.0)
+                log.exception("the projection runner failed; retrying in 5 s")
+                pause = 5.0
 
     def close(self) -> None:
         self._stop.set()
