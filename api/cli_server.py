@@ -25,6 +25,8 @@ def start(
     import uvicorn
 
     from api.app import create_app
+    from api.metrics import Metrics
+    from api.state import ServerState
 
     try:
         api = load_api_settings(os.environ, host, port)
@@ -40,6 +42,9 @@ def start(
         if workers == 1:
             uvicorn.run(create_app(settings, api), **options)  # type: ignore[arg-type]
         else:
+            # Workers starting together on a fresh database would race to create its tables:
+            # create (or migrate) them once here, before any worker starts.
+            ServerState.open(settings, api, Metrics()).close()
             os.environ["LEDGERFLOW_AUTH"] = "on" if api.auth else "off"  # the workers read it
             uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
     except StoreUnavailable as exc:
