@@ -50,6 +50,11 @@ _OUTCOMES = {
     StateType.CRASHED: "crashed",
     StateType.CANCELLED: "cancelled",
 }
+_STATES = {
+    name: (state_type is StateType.RUNNING, _OUTCOMES[state_type] if state_type in TERMINAL else None)
+    for name, state_type in STATE_NAMES.items()
+}
+"""A state's name: whether it is Running, and the outcome it counts as (None unless terminal)."""
 _BASE = 0.001
 _GROWTH = 1.1
 _LOG_GROWTH = math.log(_GROWTH)
@@ -110,10 +115,14 @@ def _bucket_keys(track: Row) -> BucketKeys:
     return [] if dims is None else _keys_of(dims, track["created"])
 
 
-@lru_cache(maxsize=65_536)
 def _keys_of(dims: str, created: datetime) -> BucketKeys:
-    # Cached: a run's buckets are asked for by every event of the run, in keys() and fold().
-    periods = [(grain, period_start(created, grain)) for grain in GRAINS]
+    return _hour_keys(dims, period_start(created, "hour"))
+
+
+@lru_cache(maxsize=65_536)
+def _hour_keys(dims: str, hour: datetime) -> BucketKeys:
+    # Cached: every run of the same dimensions created in the same hour has the same buckets.
+    periods = [(grain, period_start(hour, grain)) for grain in GRAINS]
     return [
         (_bucket_key(dimension, value, grain, period), dimension, value, grain, period)
         for dimension, value in orjson.loads(dims)
@@ -149,36 +158,58 @@ def fold_analytics(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
     buckets: dict[str, Row] = {}
     histograms: dict[str, dict[str, int]] = {}
 
+    def bucket_of(key: str, dimension: str, value: str, grain: str, period: datetime) -> Row:
+        bucket = buckets.get(key)
+        if bucket is None:
+            stored = buckets_in.get(key)
+            bucket = buckets[key] = (
+                dict(stored) if stored else _new_bucket(key, dimension, value, grain, period)
+            )
+            histograms[key] = orjson.loads(bucket["hist"])
+        return bucket
+
+    def count(key: str, bucket: Row, outcome: str | None, duration: float | None, sign: int) -> None:
+        if outcome is None:
+            return
+        bucket[outcome] += sign
+        if duration is None:
+            return
+        histogram = histograms[key]
+        index = str(histogram_index(duration))
+        total = histogram.get(index, 0) + sign
+        if total:
+            histogram[index] = total
+        else:
+            histogram.pop(index, None)
+        if sign > 0 and (bucket["max_duration"] is None or duration > bucket["max_duration"]):
+            bucket["max_duration"] = duration
+
     def contribute(contribution: tuple[Any, ...], sign: int) -> None:
         dims, created, outcome, duration = contribution
         if dims is None:
             return
-        for key, dimension, value, grain, period in _keys_of(dims, created):
-            bucket = buckets.get(key)
-            if bucket is None:
-                stored = buckets_in.get(key)
-                bucket = buckets[key] = (
-                    dict(stored) if stored else _new_bucket(key, dimension, value, grain, period)
-                )
-                histograms[key] = orjson.loads(bucket["hist"])
+        for key, *where in _keys_of(dims, created):
+            bucket = bucket_of(key, *where)
             bucket["runs"] += sign
-            if outcome is not None:
-                bucket[outcome] += sign
-                if duration is not None:
-                    histogram = histograms[key]
-                    index = str(histogram_index(duration))
-                    count = histogram.get(index, 0) + sign
-                    if count:
-                        histogram[index] = count
-                    else:
-                        histogram.pop(index, None)
-                    if sign > 0 and (bucket["max_duration"] is None or duration > bucket["max_duration"]):
-                        bucket["max_duration"] = duration
+            count(key, bucket, outcome, duration, sign)
+
+    def move(before: tuple[Any, ...], outcome: str | None, duration: float | None) -> None:
+        """`contribute(before, -1)` then `contribute(after, +1)` for a run whose buckets stay."""
+        dims, created, old_outcome, old_duration = before
+        if dims is None:
+            return
+        for key, *where in _keys_of(dims, created):
+            bucket = bucket_of(key, *where)
+            count(key, bucket, old_outcome, old_duration, -1)
+            count(key, bucket, outcome, duration, +1)
 
     for event in events:
         kind, _, name = event.type.partition(".")
-        if name != "created" and name not in STATE_NAMES:
-            continue
+        state = None
+        if name != "created":
+            state = _STATES.get(name)
+            if state is None:
+                continue
         data = event.data
         run_id = data.get("task_run_id" if kind == "task-run" else "flow_run_id")
         if run_id is None:
@@ -190,24 +221,23 @@ def fold_analytics(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
                 dict(stored) if stored else _new_track(run_id, kind.split("-")[0], event.occurred)
             )
         before = (track["dims"], track["created"], track["outcome"], track["duration"])
-        if name == "created":
+        if state is None:
             track["dims"] = orjson.dumps(_dims(track["kind"], data)).decode()
             track["created"] = event.occurred
-        else:
-            state_type = STATE_NAMES[name]
-            if state_type is StateType.RUNNING and track["start"] is None:
-                track["start"] = event.occurred
-            if state_type in TERMINAL:
-                track["outcome"] = _OUTCOMES[state_type]
-                start = track["start"]
-                track["duration"] = (event.occurred - start).total_seconds() if start else None
-            else:
-                track["outcome"] = None
-                track["duration"] = None
-        after = (track["dims"], track["created"], track["outcome"], track["duration"])
-        if after != before:  # most states (Pending, Running) change no counter
-            contribute(before, -1)
-            contribute(after, +1)
+            after = (track["dims"], track["created"], track["outcome"], track["duration"])
+            if after != before:
+                contribute(before, -1)
+                contribute(after, +1)
+            continue
+        running, outcome = state
+        start = track["start"]
+        if running and start is None:
+            track["start"] = start = event.occurred
+        duration = (event.occurred - start).total_seconds() if outcome and start else None
+        track["outcome"] = outcome
+        track["duration"] = duration
+        if outcome != before[2] or duration != before[3]:  # most states (Pending, Running) change no counter
+            move(before, outcome, duration)
 
     for key, histogram in histograms.items():
         buckets[key]["hist"] = orjson.dumps(histogram).decode()

@@ -219,9 +219,13 @@ def _apply(
     events: Sequence[StoredEvent],
     cache: _Buffer | None = None,
 ) -> None:
-    """Fold `events` into the projection's `tables` inside the caller's transaction, or with
-    a rebuild's `cache`, into the cache (which writes later)."""
-    events = _foldable(events)
+    """Fold `events` (well-formed: see `_foldable`) into the projection's `tables` inside the
+    caller's transaction, or with a rebuild's `cache`, into the cache (which writes later)."""
+    if cache is not None and cache.complete:
+        # Every row is in the cache: the fold looks up what it needs there (it never mutates
+        # the rows it is given), no key rounds needed.
+        cache.remember(projection.fold({name: cache.rows.setdefault(name, {}) for name in tables}, events))
+        return
     rows: Rows = {name: {} for name in tables}
     asked: dict[str, set[str]] = {name: set() for name in tables}
     for _ in range(_KEY_ROUNDS):
@@ -375,8 +379,9 @@ class ProjectionRunner:
     ) -> dict[str, Checkpoint] | None:
         """Apply `batch` (read after the checkpoints `seen`) in one transaction and return the
         new checkpoints; None, with nothing written, when another process moved one since."""
-        cursors = [Cursor.parse(event.cursor) for event in batch]
-        last = cursors[-1]
+        last = Cursor.parse(batch[-1].cursor)
+        foldable = _foldable(batch)
+        cursors = [Cursor.parse(event.cursor) for event in foldable]
         with self._write() as conn:
             locked = conn.execute(
                 select(checkpoints)
@@ -393,7 +398,7 @@ class ProjectionRunner:
                 wants_all = set(projection.types) == set(self._types)
                 events = [
                     event
-                    for event, cursor in zip(batch, cursors, strict=True)
+                    for event, cursor in zip(foldable, cursors, strict=True)
                     if cursor > checkpoint.cursor and (wants_all or patterns.matches(event.type))
                 ]
                 if events:
@@ -465,6 +470,7 @@ class ProjectionRunner:
         cursor, total = START, 0
 
         def fold(conn: Connection, batch: Sequence[StoredEvent]) -> None:
+            batch = _foldable(batch)
             for projection, tables, patterns, cache in building:
                 wants_all = set(projection.types) == set(types)
                 events = batch if wants_all else [e for e in batch if patterns.matches(e.type)]
