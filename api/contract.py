@@ -42,7 +42,7 @@ def check_payloads(appends: list[StreamAppend]) -> None:
                 try:
                     parsed = model.model_validate(event.data)
                 except ValidationError as exc:
-                    raise InvalidEvent(f"event {index} ({event.type}): {validation_message(list(exc.errors()))}") from None
+                    raise InvalidEvent(f"event {index} ({event.type}): {validation_message(exc.errors())}") from None
                 if state and event.type.startswith("task-run.") and not getattr(parsed, "task_run_id", None):
                     raise InvalidEvent(f"event {index} ({event.type}): task_run_id: Field required")
             index += 1

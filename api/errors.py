@@ -10,6 +10,9 @@ Every error body is `{"detail": "<one readable line>"}`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
@@ -36,11 +39,12 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
-def validation_message(errors: list[dict[str, object]]) -> str:
-    """`body.appends.0.events.0.type: Field required; ...` from pydantic's error list."""
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> str:
+    """`appends.0.events.0.type: Field required; ...` from pydantic's error list."""
     parts = []
     for error in errors[:10]:
-        loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body" or len(error.get("loc", ())) == 1)  # type: ignore[attr-defined]
+        where = tuple(error.get("loc", ()))
+        loc = ".".join(str(p) for p in where if p != "body" or len(where) == 1)
         msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
@@ -70,6 +74,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     def invalid_request(request: Request, exc: Exception) -> OrjsonResponse:
         assert isinstance(exc, RequestValidationError)
-        return OrjsonResponse({"detail": validation_message(list(exc.errors()))}, 422)
+        return OrjsonResponse({"detail": validation_message(exc.errors())}, 422)
 
     app.add_exception_handler(RequestValidationError, invalid_request)

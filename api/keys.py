@@ -15,6 +15,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
@@ -23,6 +24,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     MetaData,
+    Row,
     String,
     Table,
     select,
@@ -82,17 +84,18 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+def _aware(value: datetime) -> datetime:
+    # SQLite's DateTime column hands back naive datetimes (stored as UTC).
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _key(row: object) -> ApiKey:
+def _key(row: Row[Any]) -> ApiKey:
     return ApiKey(
-        id=row.id,  # type: ignore[attr-defined]
-        name=row.name,  # type: ignore[attr-defined]
-        scope=Scope(row.scope),  # type: ignore[attr-defined]
-        created=_aware(row.created),  # type: ignore[attr-defined]
-        revoked=_aware(row.revoked),  # type: ignore[attr-defined]
+        id=row.id,
+        name=row.name,
+        scope=Scope(row.scope),
+        created=_aware(row.created),
+        revoked=_aware(row.revoked) if row.revoked is not None else None,
     )
 
 

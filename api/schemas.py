@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
+from events import NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
 from events.model import AwareDatetime, EventType, new_id, trusted, utcnow
 
 __all__ = [
@@ -53,7 +53,7 @@ class StreamAppendIn(_Strict):
     stream: str = Field(min_length=1, max_length=200)
     events: list[EventIn] = Field(max_length=MAX_EVENTS)
     expected_version: int | Literal["any", "no stream"] = Field(
-        default=ANY,
+        default="any",
         description="'any', 'no stream', or the stream's current version (0 = empty)",
     )
 
