@@ -21,8 +21,11 @@ from projections.base import Row, Rows
 
 __all__ = ["RunsProjection", "error_text", "fold_runs"]
 
-_RUNNING = StateType.RUNNING
-_TERMINAL = frozenset(TERMINAL)
+_STATES = {
+    name: (state_type.value, state_type is StateType.RUNNING, state_type in TERMINAL)
+    for name, state_type in STATE_NAMES.items()
+}
+"""A state's name: its type's value, whether it is Running, whether it is terminal."""
 
 
 def _dumps(value: Any) -> str:
@@ -57,15 +60,16 @@ def _new_task_run(run_id: str, flow_run_id: str, occurred: datetime) -> Row:
 
 
 def _apply_state(row: Row, name: str, data: dict[str, Any], occurred: datetime) -> None:
-    state_type = STATE_NAMES[name]
-    row["state_type"] = state_type.value
+    state_type, running, terminal = _STATES[name]
+    row["state_type"] = state_type
     row["state_name"] = name
     row["updated"] = occurred
     attempt = data.get("attempt", 1)
-    row["attempts"] = max(row["attempts"], attempt)
-    if state_type is _RUNNING and row["start"] is None:
+    if attempt > row["attempts"]:
+        row["attempts"] = attempt
+    if running and row["start"] is None:
         row["start"] = occurred
-    if state_type in _TERMINAL:
+    if terminal:
         row["end"] = occurred
         start = row["start"]
         row["duration"] = (occurred - start).total_seconds() if start is not None else None

@@ -13,11 +13,14 @@ rolls back and reads again from the new checkpoints.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Dialect, Engine, Table, select, text
@@ -113,11 +116,20 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
             cur.execute(plan.sql, arrays)
         return
-    params = [
-        tuple(convert(row[name]) if convert else row[name] for name, convert in plan.columns)
-        for row in rows
-    ]
-    conn.exec_driver_sql(plan.sql, params)
+    conn.exec_driver_sql(plan.sql, list(_values(plan, rows)))
+
+
+def _values(plan: _UpsertPlan, rows: list[dict[str, Any]]) -> Iterable[tuple[Any, ...]]:
+    """Each row's values in column order, bind processors applied: column by column, so the
+    per-value work is C loops except for the processors themselves."""
+    values = map(itemgetter(*(name for name, _ in plan.columns)), rows)
+    converters = [(n, convert) for n, (_, convert) in enumerate(plan.columns) if convert]
+    if not converters:
+        return values
+    columns = list(zip(*values, strict=True))
+    for n, convert in converters:
+        columns[n] = tuple(map(convert, columns[n]))
+    return zip(*columns, strict=True)
 
 
 def _prefetched(store: EventStore, types: list[str], batch_size: int) -> Iterator[list[StoredEvent]]:
@@ -207,9 +219,17 @@ def _copy(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(name) for name, _ in plan.columns)
     raw = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:  # type: ignore[union-attr]
-        for row in rows:
-            copy.write_row([convert(row[n]) if convert else row[n] for n, convert in plan.columns])
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        # Binary COPY with the columns' types given up front: half the client's time of text.
+        types = cur.execute(
+            "SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+            " AND NOT attisdropped ORDER BY attnum",
+            [quote(table.name)],
+        ).fetchall()
+        with cur.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([oid for (oid,) in types])
+            for values in _values(plan, rows):
+                copy.write_row(values)
 
 
 def _apply(
@@ -439,6 +459,12 @@ class ProjectionRunner:
         """Build projections `names` (default: all) from the whole log into new tables while
         queries keep reading the live ones, then swap them in; return the number of events
         read. The log is read once for all of them. `progress(read, cursor)` after each batch."""
+        with _cycle_collection_paused():
+            return self._rebuild(names, progress)
+
+    def _rebuild(
+        self, names: str | Sequence[str] | None, progress: Callable[[int, Cursor], None] | None
+    ) -> int:
         self.ensure()
         chosen = [names] if isinstance(names, str) else list(names or self.projections)
         projections = [self.projections[name] for name in chosen]
@@ -536,6 +562,21 @@ class ProjectionRunner:
                 for table in tables_for(projection, previous.generation).values():
                     table.drop(conn, checkfirst=True)
         return total
+
+
+@contextmanager
+def _cycle_collection_paused() -> Iterator[None]:
+    """A rebuild makes millions of short-lived objects (events, rows, value tuples) next to
+    the million rows it keeps: the cyclic collector would scan those rows again and again,
+    for no cycle (folds make none). It runs again, and collects, when the rebuild ends."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class _Transaction:
