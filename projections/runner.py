@@ -122,9 +122,10 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
 def _values(plan: _UpsertPlan, rows: list[dict[str, Any]]) -> Iterable[tuple[Any, ...]]:
     """Each row's values in column order, bind processors applied: column by column, so the
     per-value work is C loops except for the processors themselves."""
-    values = map(itemgetter(*(name for name, _ in plan.columns)), rows)
+    names = [name for name, _ in plan.columns]
+    values = map(itemgetter(*names), rows) if len(names) > 1 else ((row[names[0]],) for row in rows)
     converters = [(n, convert) for n, (_, convert) in enumerate(plan.columns) if convert]
-    if not converters:
+    if not converters or not rows:
         return values
     columns = list(zip(*values, strict=True))
     for n, convert in converters:
