@@ -37,11 +37,14 @@ def apply_migrations(
     target: int | None = None,
 ) -> int:
     """Bring `component` up to `target` (default: the newest); return the version reached."""
-    schema_versions.create(engine, checkfirst=True)
     goal = target if target is not None else max(m.version for m in migrations)
     with engine.connect().execution_options(ledgerflow_write=True) as conn:
         with conn.begin():
             _serialise_migrators(conn)
+            # Inside the serialised transaction: two processes opening a fresh database at once
+            # must not both find the table missing (a lost race is a SQLite "database is locked"
+            # or a PostgreSQL duplicate-table error).
+            schema_versions.create(conn, checkfirst=True)
             version = current_version(conn, component)
             for migration in sorted(migrations, key=lambda m: m.version):
                 if version < migration.version <= goal:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, select
@@ -80,3 +82,36 @@ def test_migrations_stop_at_a_target_and_resume(engine: Engine) -> None:
         assert current_version(conn, "someone-else") == 0
     assert apply_migrations(engine, "events", EVENT_LOG_MIGRATIONS) == 2
     assert "events_type_order_idx" in {i["name"] for i in inspect(engine).get_indexes("events")}
+
+
+def _open_and_append(url: str, n: int, start: Any, results: Any) -> None:
+    import events  # noqa: F401  (imported before the barrier, so that the processes open together)
+
+    start.wait(timeout=60)
+    try:
+        store = open_store(url)
+        try:
+            results.put(len(store.append(f"opener-{n}", [NewEvent(type="opened")])))
+        finally:
+            store.close()
+    except Exception as exc:
+        results.put(repr(exc))
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(store_url: str) -> None:
+    # Each process creates the schema if it finds none; the losers of that race must wait, not
+    # fail with "database is locked" or a duplicate table.
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(4), context.Queue()
+    openers = [context.Process(target=_open_and_append, args=(store_url, n, start, results)) for n in range(4)]
+    for process in openers:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in openers]
+    for process in openers:
+        process.join(timeout=60)
+    assert outcomes == [1] * 4
+    store = open_store(store_url)
+    try:
+        assert sorted(e.stream for e in store.read_all()) == [f"opener-{n}" for n in range(4)]
+    finally:
+        store.close()
