@@ -24,6 +24,9 @@ creates) the stream head and the INSERT of the events only produces rows if it d
 head update is still the first write, and a stale head writes nothing at all. Appends across
 several streams run in a transaction: all head writes, then the events.
 
+Parameters travel in binary (`%b`): psycopg then sends a batch's columns as arrays without
+quoting and escaping every element in Python, which made a batch of 100 about 1.5x as fast.
+
 NOTIFY serialises every notifying commit on a cluster-wide lock, so it is never sent inside an
 append transaction: a background thread sends it after commit, at most once per few
 milliseconds, from its own connection. It is only a wake-up; subscribers also poll.
@@ -57,31 +60,31 @@ _NOTIFY_SPACING = 0.005
 _HORIZON: ColumnElement[int] = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 _INSERT_CHUNK = 1000
 _EVENT_COLUMNS = "id, stream, stream_position, type, occurred, data, meta, hash"
-_ROW = "(%s::int, %s::uuid, %s::text, %s::bigint, %s::text, %s::timestamptz, %s::text, %s::text, %s::bytea)"
-_FETCH_HEADS = "SELECT stream, version, head_hash FROM streams WHERE stream = ANY(%s)"
+_ROW = "(%b::int, %b::uuid, %b::text, %b::bigint, %b::text, %b::timestamptz, %b::text, %b::text, %b::bytea)"
+_FETCH_HEADS = "SELECT stream, version, head_hash FROM streams WHERE stream = ANY(%b::text[])"
 _CREATE_ONE = (
-    "INSERT INTO streams (stream, version, head_hash) VALUES (%s, %s, %s) "
+    "INSERT INTO streams (stream, version, head_hash) VALUES (%b::text, %b::bigint, %b::bytea) "
     "ON CONFLICT DO NOTHING RETURNING 1"
 )
 _MOVE_ONE = (
-    "UPDATE streams SET version = %s, head_hash = %s WHERE stream = %s AND version = %s "
-    "RETURNING 1"
+    "UPDATE streams SET version = %b::bigint, head_hash = %b::bytea "
+    "WHERE stream = %b::text AND version = %b::bigint RETURNING 1"
 )
 _CREATE_MANY = (
     "INSERT INTO streams (stream, version, head_hash) "
-    "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[]) ORDER BY 1 "
+    "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bytea[]) ORDER BY 1 "
     "ON CONFLICT DO NOTHING RETURNING stream"
 )
 _MOVE_MANY = (
     "UPDATE streams s SET version = v.new, head_hash = v.hash "
-    "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[]) AS v(stream, old, new, hash) "
+    "FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bytea[]) AS v(stream, old, new, hash) "
     "WHERE s.stream = v.stream AND s.version = v.old RETURNING s.stream"
 )
 
 
 _UNNEST = (
-    "unnest(%s::int[], %s::uuid[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[], "
-    "%s::text[], %s::text[], %s::bytea[])"
+    "unnest(%b::int[], %b::uuid[], %b::text[], %b::bigint[], %b::text[], %b::timestamptz[], "
+    "%b::text[], %b::text[], %b::bytea[])"
 )
 
 
