@@ -70,8 +70,8 @@ def read_page(store: EventStore, query: EventQuery, after: Cursor, limit: int) -
     """Up to `limit` matching events after `after`, in global order."""
     stream = query.stream or _resource_stream(store, query.resource)
     if stream is None and not query.checks_each_event:
-        events = store.read_all(after=after, limit=limit, types=query.types or None)
-        return EventsPage(events, events[-1].cursor if events else str(after))
+        events, next_after = store.read_page(after=after, limit=limit, types=query.types or None)
+        return EventsPage(events, next_after)
     candidates = (
         _stream_after(store, stream, after)
         if stream is not None

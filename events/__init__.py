@@ -17,6 +17,7 @@ from events.errors import (
 )
 from events.model import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
 from events.settings import Settings, load_settings
+from events.sql import Page
 from events.store import EventStore, open_store
 from events.subscription import Subscription
 
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidStreamName",
     "NewEvent",
+    "Page",
     "PayloadNotSerializable",
     "Settings",
     "StoreUnavailable",

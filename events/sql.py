@@ -59,7 +59,7 @@ from events.subscription import Subscription
 from events.tables import events, streams
 from events.typefilter import TypePatterns
 
-__all__ = ["Break", "SqlEventStore", "VerifyReport"]
+__all__ = ["Break", "Page", "SqlEventStore", "VerifyReport"]
 
 
 _MAX_ATTEMPTS = 100
@@ -79,6 +79,15 @@ _COLUMNS = (
 )
 
 
+
+
+class Page(NamedTuple):
+    """Events read in global order, and where to read on."""
+
+    events: list[StoredEvent]
+    next_after: str
+    """The last event returned or, past it, the last one a type filter skipped: a filtered
+    reader that moves its cursor here never scans the skipped events again."""
 
 
 class _StaleHead(Exception):
@@ -390,6 +399,20 @@ class SqlEventStore:
         with self._translated(), self.engine.connect() as conn:
             return self._read_after(conn, cursor, limit, TypePatterns.parse(types))
 
+    def read_page(
+        self,
+        after: str | Cursor | None = None,
+        limit: int = 1000,
+        types: Sequence[str] | None = None,
+    ) -> Page:
+        """`read_all`, with the cursor to read on from (see `Page.next_after`)."""
+        cursor = Cursor.parse(after)
+        if limit < 1:
+            raise InvalidEvent(f"limit must be at least 1, not {limit}")
+        with self._translated(), self.engine.connect() as conn:
+            batch, next_after = self._read_page(conn, cursor, limit, TypePatterns.parse(types))
+        return Page(batch, str(next_after))
+
     def read_last(self, limit: int = 20, types: Sequence[str] | None = None) -> list[StoredEvent]:
         """The newest `limit` visible events (optionally of matching types), oldest first."""
         if limit < 1:
@@ -438,16 +461,32 @@ class SqlEventStore:
         )
         return [self._decode(row) for row in conn.execute(query)]
 
+    def _read_page(
+        self, conn: Connection, cursor: Cursor, limit: int, patterns: TypePatterns
+    ) -> tuple[list[StoredEvent], Cursor]:
+        # The head is read first: everything up to it is committed and visible to the read
+        # that follows, so when fewer than `limit` events match, every event up to the head
+        # was either returned or is of another type.
+        head = self._head(conn) if patterns else None
+        batch = self._read_after(conn, cursor, limit, patterns)
+        last = Cursor.parse(batch[-1].cursor) if batch else cursor
+        if head is not None and len(batch) < limit and head > last:
+            return batch, head
+        return batch, last
+
     def head(self) -> str:
         """The cursor of the newest event a reader can see (`"0.0"` on an empty log)."""
+        with self._translated(), self.engine.connect() as conn:
+            return str(self._head(conn))
+
+    def _head(self, conn: Connection) -> Cursor:
         query = select(events.c.tx_id, events.c.position)
         visible = self._visible()
         if visible is not None:
             query = query.where(visible)
         query = query.order_by(events.c.tx_id.desc(), events.c.position.desc()).limit(1)
-        with self._translated(), self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return str(Cursor(row.tx_id, row.position) if row else START)
+        row = conn.execute(query).first()
+        return Cursor(row.tx_id, row.position) if row else START
 
     def _decode(self, row: Row[Any, Unpack[tuple[Any, ...]]]) -> StoredEvent:
         try:

@@ -9,7 +9,7 @@ from events.cursor import Cursor
 from events.errors import StoreUnavailable
 from events.model import ExpectedVersion, NewEvent, StoredEvent, StreamAppend
 from events.settings import load_settings
-from events.sql import VerifyReport
+from events.sql import Page, VerifyReport
 from events.subscription import Subscription
 
 __all__ = ["EventStore", "open_store"]
@@ -32,6 +32,13 @@ class EventStore(Protocol):
         limit: int = 1000,
         types: Sequence[str] | None = None,
     ) -> list[StoredEvent]: ...
+
+    def read_page(
+        self,
+        after: str | Cursor | None = None,
+        limit: int = 1000,
+        types: Sequence[str] | None = None,
+    ) -> Page: ...
 
     def read_last(self, limit: int = 20, types: Sequence[str] | None = None) -> list[StoredEvent]: ...
 

@@ -26,7 +26,10 @@ _HELD_BACK_FOR = 2.0
 
 
 class Subscription:
-    """Iterate to receive events one by one forever; `poll(timeout)` takes them in batches."""
+    """Iterate to receive events one by one forever; `poll(timeout)` takes them in batches.
+
+    `cursor` is where it reads on from: past the last event received, and past the events of
+    other types it skipped, so a filtered subscription never scans them again."""
 
     def __init__(
         self, store: SqlEventStore, after: Cursor, types: TypePatterns, batch_size: int
@@ -48,9 +51,8 @@ class Subscription:
             with store._reading() as conn:
                 if conn is None:
                     break
-                batch = store._read_after(conn, self.cursor, self._batch_size, self._types)
+                batch, self.cursor = store._read_page(conn, self.cursor, self._batch_size, self._types)
             if batch:
-                self.cursor = Cursor.parse(batch[-1].cursor)
                 return batch
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:

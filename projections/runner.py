@@ -382,10 +382,13 @@ class ProjectionRunner:
         current = self.checkpoints()
         while limit is None or total < limit:
             start = min(c.cursor for c in current.values())
-            batch = self.store.read_all(after=start, limit=self.batch_size, types=self._types)
-            if not batch:
+            batch, next_after = self.store.read_page(after=start, limit=self.batch_size, types=self._types)
+            upto = Cursor.parse(next_after)
+            if upto <= start:
                 return total
-            applied = self.apply_batch(batch, current)
+            # Also when the batch is empty: the checkpoints move past the events of other
+            # types, which the next read then does not scan again.
+            applied = self.apply_batch(batch, current, upto)
             if applied is None:
                 current = self.checkpoints()
                 continue
@@ -396,11 +399,12 @@ class ProjectionRunner:
         return total
 
     def apply_batch(
-        self, batch: Sequence[StoredEvent], seen: dict[str, Checkpoint]
+        self, batch: Sequence[StoredEvent], seen: dict[str, Checkpoint], upto: Cursor | None = None
     ) -> dict[str, Checkpoint] | None:
-        """Apply `batch` (read after the checkpoints `seen`) in one transaction and return the
-        new checkpoints; None, with nothing written, when another process moved one since."""
-        last = Cursor.parse(batch[-1].cursor)
+        """Apply `batch` (read after the checkpoints `seen`, up to `upto`: its last event
+        unless given) in one transaction and return the new checkpoints; None, with nothing
+        written, when another process moved one since. A checkpoint never moves backwards."""
+        last = upto or Cursor.parse(batch[-1].cursor)
         foldable = _foldable(batch)
         cursors = [Cursor.parse(event.cursor) for event in foldable]
         with self._write() as conn:
@@ -424,10 +428,11 @@ class ProjectionRunner:
                 ]
                 if events:
                     _apply(conn, projection, tables_for(projection, checkpoint.generation), events)
-            conn.execute(
-                checkpoints.update().where(checkpoints.c.name.in_(list(now))).values(cursor=str(last))
-            )
-        return {name: checkpoint._replace(cursor=last) for name, checkpoint in now.items()}
+            moved = {name: checkpoint._replace(cursor=max(last, checkpoint.cursor)) for name, checkpoint in now.items()}
+            for cursor in {checkpoint.cursor for checkpoint in moved.values()}:
+                names = [name for name, checkpoint in moved.items() if checkpoint.cursor == cursor]
+                conn.execute(checkpoints.update().where(checkpoints.c.name.in_(names)).values(cursor=str(cursor)))
+        return moved
 
     def run(self, stop: threading.Event, on_batch: Callable[[int], None] | None = None) -> None:
         """Follow the log (catching up first), applying events as they are appended, until
@@ -438,17 +443,17 @@ class ProjectionRunner:
         with self.store.subscribe(after=start, types=self._types, batch_size=self.batch_size) as feed:
             while not stop.is_set():
                 batch = feed.poll(timeout=0.2)
-                if not batch:
-                    continue
                 behind = min(c.cursor for c in current.values())
+                if feed.cursor <= behind:
+                    continue
                 fresh = [e for e in batch if Cursor.parse(e.cursor) > behind]
-                if fresh:
-                    applied = self.apply_batch(fresh, current)
+                if fresh or not batch:  # nothing new of ours: only move past what the feed skipped
+                    applied = self.apply_batch(fresh, current, feed.cursor)
                     if applied is None:
                         self.catch_up()  # another process applied part of it: take the rest from the log
                         applied = self.checkpoints()
                     current = applied
-                if on_batch is not None:
+                if on_batch is not None and batch:
                     on_batch(len(batch))
 
     # -- rebuilding -----------------------------------------------------------------------

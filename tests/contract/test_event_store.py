@@ -345,6 +345,23 @@ def test_subscription_filters_types_and_resumes_from_its_cursor(store: EventStor
     assert next(iterator).type == "log.emitted"
 
 
+def test_filtered_reads_move_their_cursor_past_skipped_events(store: EventStore) -> None:
+    written = store.append("s", [ev("task-run.Running"), *(ev("bench.tick") for _ in range(5))])
+    caught_up(store, written[-1].cursor)
+    page = store.read_page(types=["task-run.*"], limit=10)
+    assert page.events == written[:1] and page.next_after == written[-1].cursor
+    full = store.read_page(types=["bench.*"], limit=2)
+    assert full.events == written[1:3] and full.next_after == written[2].cursor
+    assert store.read_page(after=written[-1].cursor, types=["task-run.*"]) == ([], written[-1].cursor)
+    subscription = store.subscribe(types=["task-run.*"])
+    assert subscription.poll(timeout=30) == written[:1]
+    assert str(subscription.cursor) == written[-1].cursor
+    more = store.append("s", [ev("bench.tick"), ev("task-run.Completed"), ev("bench.tick")])
+    caught_up(store, more[-1].cursor)
+    assert subscription.poll(timeout=30) == more[1:2]
+    assert subscription.poll(timeout=0) == [] and str(subscription.cursor) == more[-1].cursor
+
+
 def test_subscriptions_resume_exactly_where_a_read_stopped(store: EventStore) -> None:
     written = store.append("s", [ev(n=n) for n in range(10)])
     caught_up(store, written[-1].cursor)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, select
 
-from events import Cursor, EventStore
+from events import Cursor, EventStore, NewEvent
 from projections import queries
 from projections.analytics import AnalyticsProjection
 from projections.catalog import tables_for
@@ -50,6 +50,39 @@ def test_catch_up_applies_everything_once_and_moves_every_checkpoint(store: Even
     with runner.engine.connect() as conn:
         flow_runs = runner.tables("runs")["flow_runs"]
         assert {row.key for row in conn.execute(select(flow_runs.c.key))} == {run.id for run in runs}
+
+
+def test_checkpoints_move_past_events_no_projection_reads(store: EventStore) -> None:
+    runs = seed_runs(store, 3)
+    runner = ProjectionRunner(store)
+    runner.catch_up()
+    foreign = store.append("bench-1", [NewEvent(type="bench.tick") for _ in range(5)])
+    wait_visible(store, foreign)
+    assert runner.catch_up() == 0  # nothing to fold, but the checkpoints move to the head:
+    assert {c.cursor for c in runner.checkpoints().values()} == {Cursor.parse(foreign[-1].cursor)}
+    run = SyntheticRun("after", T0)
+    run.state("Running")
+    wait_visible(store, store.append(run.stream, run.events))
+    assert runner.catch_up() == len(run.events)
+    page = queries.list_flow_runs(ReadModel(store, catch_up=False), limit=10)
+    assert {r.id for r in page.items} == {r.id for r in runs} | {run.id}
+
+
+def test_a_checkpoint_ahead_of_the_others_never_moves_back(store: EventStore) -> None:
+    runs = seed_runs(store, 6)
+    runner = ProjectionRunner(store, batch_size=10)
+    runner.catch_up(limit=10)  # every checkpoint a few events in
+    behind = runner.checkpoints()["runs"].cursor
+    runner.rebuild("lineage")  # lineage now reads from the head; runs and analytics are behind
+    head = Cursor.parse(store.head())
+    assert runner.checkpoints()["lineage"].cursor == head > behind
+    runner.catch_up(limit=10)  # one batch, ending well before the head
+    assert runner.checkpoints()["runs"].cursor < head
+    assert runner.checkpoints()["lineage"].cursor == head
+    runner.catch_up()
+    assert {c.cursor for c in runner.checkpoints().values()} == {head}
+    assert_equals_rebuild(runner)
+    assert len(runs) == 6
 
 
 def test_a_crash_mid_batch_writes_nothing_and_a_restart_gives_the_rebuilt_result(store: EventStore) -> None:

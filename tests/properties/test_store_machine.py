@@ -168,13 +168,18 @@ def make_machine(store: EventStore, other: EventStore) -> type[RuleBasedStateMac
             wanted = [e for e in self.log if matcher.matches(e.type)]
             pages: list[StoredEvent] = []
             cursor = self.start
+            head = self.log[-1].cursor if self.log else self.start
             while True:
-                page = self.store.read_all(after=cursor, limit=limit, types=patterns or None)
+                page, next_after = self.store.read_page(after=cursor, limit=limit, types=patterns or None)
+                assert page == self.store.read_all(after=cursor, limit=limit, types=patterns or None)
                 assert len(page) <= limit
                 pages += page
                 if len(page) < limit:
+                    # Read to the end: the next read starts at the head, past every skipped event.
+                    assert next_after == (head if Cursor.parse(head) > Cursor.parse(cursor) else cursor)
                     break
-                cursor = page[-1].cursor
+                assert next_after == page[-1].cursor
+                cursor = next_after
             assert pages == wanted
 
         @rule()
