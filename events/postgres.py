@@ -106,20 +106,16 @@ def _insert_sql(many: bool, gated: bool) -> str:
     )
 
 
+def _values(n: int, row: _Row) -> tuple[Any, ...]:
+    event = row.encoded.event
+    return (n, event.id, row.stream, row.stream_position, event.type, event.occurred,
+            row.encoded.data, row.encoded.meta, row.hash)
+
+
 def _insert(rows: list[_Row], gated: bool) -> tuple[str, list[Any]]:
-    columns: list[list[Any]] = [[], [], [], [], [], [], [], [], []]
-    for n, row in enumerate(rows):
-        event = row.encoded.event
-        for column, value in zip(
-            columns,
-            (n, event.id, row.stream, row.stream_position, event.type, event.occurred,
-             row.encoded.data, row.encoded.meta, row.hash),
-            strict=True,
-        ):
-            column.append(value)
     if len(rows) == 1:
-        return _insert_sql(False, gated), [column[0] for column in columns]
-    return _insert_sql(True, gated), columns
+        return _insert_sql(False, gated), list(_values(0, rows[0]))
+    return _insert_sql(True, gated), [list(column) for column in zip(*map(_values, range(len(rows)), rows), strict=True)]
 
 
 class PostgresEventStore(SqlEventStore):
