@@ -7,6 +7,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from api.cli_remote import remote_tail
@@ -24,7 +25,7 @@ def _line(event: StoredEvent) -> str:
         data = data[:157] + "..."
     return (
         f"[dim]{event.cursor:>12}[/] {when} [bold cyan]{event.type:<22}[/] "
-        f"[magenta]{event.stream}[/]#{event.stream_position} {data}"
+        f"[magenta]{event.stream}[/]#{event.stream_position} {escape(data)}"
     )
 
 

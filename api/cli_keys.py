@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from api.console import fail, out
+from api.console import fail, out, table
 from api.context import opened_store
 from api.keys import ApiKeys, KeyNotFound, Scope
 from projections.runner import engine_of
@@ -36,9 +37,12 @@ def list_keys() -> None:
         keys = ApiKeys(engine_of(store)).list()
     if not keys:
         out.print("no API keys yet; create one with `ledgerflow api-key create --name NAME`")
+        return
+    rows = table("ID", "SCOPE", "STATUS", "NAME", no_wrap=("ID",))
     for key in keys:
-        status = f"revoked {key.revoked:%Y-%m-%d %H:%M}" if key.revoked else "active"
-        out.print(f"{key.id}  {key.scope:<5}  {status:<24}  {key.name}")
+        status = f"[red]revoked {key.revoked:%Y-%m-%d %H:%M}[/]" if key.revoked else "[green]active[/]"
+        rows.add_row(key.id, key.scope, status, escape(key.name))
+    out.print(rows)
 
 
 @app.command()

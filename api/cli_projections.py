@@ -13,9 +13,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
-from api.console import fail, out
+from api.console import fail, out, table
 from api.context import opened_store
 from events import Cursor, EventStoreError
 from projections.runner import ProjectionRunner
@@ -78,10 +77,8 @@ def status() -> None:
     with opened_store() as store:
         runner = ProjectionRunner(store)
         head = store.head()
-        table = Table(box=None, header_style="bold")
-        for column in ("PROJECTION", "GENERATION", "VERSION", "CHECKPOINT", "LOG HEAD", "REBUILDING"):
-            table.add_column(column)
+        rows = table("PROJECTION", "GENERATION", "VERSION", "CHECKPOINT", "LOG HEAD", "REBUILDING")
         for name, checkpoint in runner.checkpoints().items():
-            table.add_row(name, str(checkpoint.generation), str(checkpoint.version), str(checkpoint.cursor),
-                          head, str(checkpoint.building_generation or "-"))
-        out.print(table)
+            rows.add_row(name, str(checkpoint.generation), str(checkpoint.version), str(checkpoint.cursor),
+                         head, str(checkpoint.building_generation or "-"))
+        out.print(rows)

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 from rich.tree import Tree
 
 from api.cli_remote import remote_flow_runs
-from api.console import fail, out
+from api.console import fail, out, table
 from api.context import opened_store
 from events import EventStoreError, load_settings
 from events.payloads import flow_run_stream
@@ -72,7 +72,7 @@ def read_model() -> Iterator[ReadModel]:
 def _state(state_type: StateType | None, name: str | None) -> str:
     if state_type is None:
         return "[dim]-[/]"
-    return f"[{STATE_STYLES.get(state_type, 'white')}]{name}[/]"
+    return f"[{STATE_STYLES.get(state_type, 'white')}]{escape(name or '')}[/]"
 
 
 def _time(value: datetime | None) -> str:
@@ -112,24 +112,26 @@ def ls(
     else:
         with read_model() as rm:
             page = queries.list_flow_runs(rm, **filters)
-    table = Table(box=None, header_style="bold")
-    for column in ("ID", "FLOW", "NAME", "STATE", "CREATED", "DURATION", "TAGS"):
-        table.add_column(column, no_wrap=column in ("ID", "STATE"))
+    rows = table(
+        "ID", "FLOW", "NAME", "STATE", "CREATED", "DURATION", "TAGS",
+        no_wrap=("ID", "STATE"), min_widths={"CREATED": 10},
+    )
     for run in page.items:
-        table.add_row(
-            run.id, run.flow_name or "-", run.run_name or "-", _state(run.state_type, run.state_name),
-            _time(run.created), _duration(run.duration), ",".join(run.tags),
+        rows.add_row(
+            run.id, escape(run.flow_name or "-"), escape(run.run_name or "-"), _state(run.state_type, run.state_name),
+            _time(run.created), _duration(run.duration), escape(",".join(run.tags)),
         )
     if not page.items:
         out.print("[dim]no flow runs[/]")
         return
-    out.print(table)
+    out.print(rows)
     if page.next_cursor:
         out.print(f"[dim]more: --cursor {page.next_cursor}[/]")
 
 
 def _task_label(task: TaskRun) -> str:
-    return task.run_name or task.task_name or task.id
+    """The task run's name, escaped for markup."""
+    return escape(task.run_name or task.task_name or task.id)
 
 
 @app.command()
@@ -139,7 +141,7 @@ def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id.")]) -> None
         detail = queries.get_run(rm, run_id)
         found = queries.run_artifacts(rm, run_id)
     run: FlowRun = detail.flow_run
-    out.print(f"[bold]{run.flow_name}[/] / {run.run_name}  {_state(run.state_type, run.state_name)}")
+    out.print(f"[bold]{escape(run.flow_name or '-')}[/] / {escape(run.run_name or '-')}  {_state(run.state_type, run.state_name)}")
     out.print(f"id {run.id}")
     out.print(
         f"created {_time(run.created)}  start {_time(run.start)}  end {_time(run.end)}  "
@@ -149,38 +151,32 @@ def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id.")]) -> None
                          ("deployment", run.deployment_id), ("parent", run.parent_flow_run_id),
                          ("replay of", run.replay_of)):
         if value:
-            out.print(f"{label} {value}")
+            out.print(f"{label} {escape(str(value))}")
     if run.error:
-        out.print(f"[red]error {run.error}[/]")
+        out.print(f"[red]error {escape(run.error)}[/]")
     names = {task.id: _task_label(task) for task in detail.task_runs}
-    states = Table(title="states", box=None, header_style="bold", title_justify="left")
-    for column in ("TIME", "+", "RUN", "STATE", "ATTEMPT", "DETAIL"):
-        states.add_column(column)
+    states = table("TIME", "+", "RUN", "STATE", "ATTEMPT", "DETAIL", title="states")
     origin = detail.states[0].occurred if detail.states else run.created
     for record in detail.states:
         states.add_row(
             record.occurred.strftime("%H:%M:%S.%f")[:-3], f"{(record.occurred - origin).total_seconds():.3f}s",
             names.get(record.task_run_id or "", "flow") if record.task_run_id else "flow",
             _state(record.state_type, record.state_name), str(record.attempt),
-            record.error or record.message or "",
+            escape(record.error or record.message or ""),
         )
     out.print(states)
-    tasks = Table(title="task runs", box=None, header_style="bold", title_justify="left")
-    for column in ("TASK RUN", "ID", "STATE", "START", "DURATION", "ATTEMPTS", "ERROR"):
-        tasks.add_column(column)
+    tasks = table("TASK RUN", "ID", "STATE", "START", "DURATION", "ATTEMPTS", "ERROR", title="task runs")
     for task in detail.task_runs:
         tasks.add_row(
             _task_label(task), task.id, _state(task.state_type, task.state_name), _time(task.start),
-            _duration(task.duration), str(task.attempts), f"[red]{task.error}[/]" if task.error else "",
+            _duration(task.duration), str(task.attempts), f"[red]{escape(task.error)}[/]" if task.error else "",
         )
     out.print(tasks)
     if found:
-        arts = Table(title="artifacts", box=None, header_style="bold", title_justify="left")
-        for column in ("KEY", "TYPE", "TASK RUN", "DATA"):
-            arts.add_column(column)
+        arts = table("KEY", "TYPE", "TASK RUN", "DATA", title="artifacts")
         for artifact in found:
-            arts.add_row(artifact.key or artifact.id, artifact.artifact_type,
-                         names.get(artifact.task_run_id or "", "-"), str(artifact.data)[:80])
+            arts.add_row(escape(artifact.key or artifact.id), artifact.artifact_type,
+                         names.get(artifact.task_run_id or "", "-"), escape(str(artifact.data)[:80]))
         out.print(arts)
 
 
@@ -209,7 +205,7 @@ def logs(
                 for line in page.items:
                     style = "red" if line.level >= 40 else "yellow" if line.level >= 30 else ""
                     text = f"{line.occurred.strftime('%H:%M:%S.%f')[:-3]} {line.level_name:<8} {line.logger} | {line.message}"
-                    out.print(f"[{style}]{text}[/]" if style else text, markup=bool(style))
+                    out.print(f"[{style}]{escape(text)}[/]" if style else text, markup=bool(style))
                 ended = _ended(rm, run_id, position, page.next_after)
                 position = page.next_after or position
                 if len(page.items) == 1000:
@@ -253,7 +249,7 @@ def lineage_tree(graph: LineageGraph) -> Tree:
     def label(node_id: str) -> str:
         node = nodes[node_id]
         kind = "flow run" if node.kind == "flow_run" else "task run"
-        return f"[bold]{node.name}[/] [dim]{kind} {node.id}[/]"
+        return f"[bold]{escape(node.name or '')}[/] [dim]{kind} {node.id}[/]"
 
     inputs: dict[str, list[str]] = {}
     children: dict[str, list[tuple[str, str]]] = {}
@@ -279,7 +275,7 @@ def lineage_tree(graph: LineageGraph) -> Tree:
             seen.add(child)
             text = label(child)
             if inputs.get(child):
-                text += f" [cyan]<- {', '.join(sorted(inputs[child]))}[/]"
+                text += f" [cyan]<- {escape(', '.join(sorted(inputs[child])))}[/]"
             if kind != "task":
                 text = f"[magenta]{kind}[/] {text}"
             grow(tree.add(text), child)
@@ -307,13 +303,12 @@ def stats(
     if not report.groups:
         out.print(f"[dim]no runs since {_time(report.since)}[/]")
         return
-    table = Table(box=None, header_style="bold", title=f"since {_time(report.since)} UTC", title_justify="left")
-    for column in (by.upper(), "RUNS", "COMPLETED", "FAILED", "CRASHED", "SUCCESS", "P50", "P95", "MAX"):
-        table.add_column(column, justify="left" if column == by.upper() else "right")
+    figures = ("RUNS", "COMPLETED", "FAILED", "CRASHED", "SUCCESS", "P50", "P95", "MAX")
+    rows = table(by.upper(), *figures, title=f"since {_time(report.since)} UTC", right=figures)
     for group in report.groups:
         rate = "-" if group.success_rate is None else f"{group.success_rate:.1%}"
-        table.add_row(
-            group.value, str(group.runs), f"[green]{group.completed}[/]", f"[red]{group.failed}[/]",
+        rows.add_row(
+            escape(group.value), str(group.runs), f"[green]{group.completed}[/]", f"[red]{group.failed}[/]",
             f"[magenta]{group.crashed}[/]", rate, _duration(group.p50), _duration(group.p95), _duration(group.max),
         )
-    out.print(table)
+    out.print(rows)

@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection, Mapping
 from typing import NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-__all__ = ["describe", "err", "fail", "out"]
+__all__ = ["describe", "err", "fail", "out", "table"]
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    out.width = 1000  # piped into grep or a file: one line per row, nothing cut to 80 columns
+
+
+def table(
+    *columns: str, title: str | None = None, right: Collection[str] = (), no_wrap: Collection[str] = (),
+    min_widths: Mapping[str, int] | None = None,
+) -> Table:
+    """A borderless table whose long cells fold onto more lines in a narrow terminal, never cut."""
+    made = Table(box=None, header_style="bold", title=title, title_justify="left", pad_edge=False)
+    for column in columns:
+        made.add_column(
+            column, overflow="fold", no_wrap=column in no_wrap, justify="right" if column in right else "left",
+            min_width=(min_widths or {}).get(column),
+        )
+    return made
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print a one-line error (and what to do next) and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
-        err.print(f"[dim]{hint}[/]")
+        err.print(f"[dim]{escape(hint)}[/]")
     raise typer.Exit(code)
 
 

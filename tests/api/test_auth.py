@@ -87,7 +87,9 @@ def test_cli_creates_lists_and_revokes_keys(tmp_path: Path, store_url: str) -> N
     assert secret.startswith("lf_")
     listed = runner.invoke(cli, ["api-key", "ls"], env=env)
     assert "nightly" in listed.output and "active" in listed.output and secret not in listed.output
-    key_id = listed.output.split()[0]
+    header, row = listed.output.splitlines()
+    assert header.split() == ["ID", "SCOPE", "STATUS", "NAME"]
+    key_id = row.split()[0]
     assert runner.invoke(cli, ["api-key", "revoke", key_id], env=env).exit_code == 0
     assert "revoked" in runner.invoke(cli, ["api-key", "ls"], env=env).output
     missing = runner.invoke(cli, ["api-key", "revoke", "nope"], env=env)

@@ -131,6 +131,29 @@ def test_ls_filters_and_pages_seeded_runs(env: dict[str, str]) -> None:
     assert "50.0%" in stats
 
 
+def test_names_and_errors_that_look_like_markup_print_as_they_are(env: dict[str, str]) -> None:
+    odd = SyntheticRun("load[raw]", datetime.now(UTC), tags=["[bold]"])
+    odd.state("Running")
+    odd.state("Failed", error="ValueError: expected [/] in [red]x[/red]")
+    seed(env, odd)
+    listed = run(env, "flow-run", "ls")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:2] == [odd.id, "load[raw]"] and "[bold]" in listed.stdout
+    inspected = run(env, "flow-run", "inspect", odd.id)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "ValueError: expected [/] in [red]x[/red]" in inspected.stdout
+
+
+def test_piped_output_keeps_every_row_on_one_line_whole(env: dict[str, str]) -> None:
+    long_name = "a-flow-with-a-rather-long-name-that-would-not-fit-in-eighty-columns"
+    each = SyntheticRun(long_name, datetime.now(UTC), tags=["nightly", "warehouse"])
+    each.state("Completed")
+    seed(env, each)
+    piped = {k: v for k, v in env.items() if k != "COLUMNS"}  # what `| grep` or `> file` gets
+    (row,) = run(piped, "flow-run", "ls").stdout.splitlines()[1:]
+    assert row.split()[:2] == [each.id, long_name] and "nightly,warehouse" in row
+
+
 def test_projections_rebuild_and_status(env: dict[str, str]) -> None:
     run_ = SyntheticRun("etl", datetime.now(UTC))
     seed(env, run_)
@@ -155,6 +178,7 @@ def test_projections_rebuild_and_status(env: dict[str, str]) -> None:
         (["stats", "--since", "7y"], "--since '7y'"),
         (["stats", "--by", "color"], "--by 'color'"),
         (["projections", "rebuild", "nope"], "no projection named 'nope'"),
+        (["flow-run", "ls", "--since", "[/]"], "--since '[/]'"),  # rich markup in input is text
     ],
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit(env: dict[str, str], args: list[str], message: str) -> None:
