@@ -188,8 +188,8 @@ def fold_analytics(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
         dims, created, outcome, duration = contribution
         if dims is None:
             return
-        for key, *where in _keys_of(dims, created):
-            bucket = bucket_of(key, *where)
+        for key, dimension, value, grain, period in _keys_of(dims, created):
+            bucket = bucket_of(key, dimension, value, grain, period)
             bucket["runs"] += sign
             count(key, bucket, outcome, duration, sign)
 
@@ -198,8 +198,8 @@ def fold_analytics(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
         dims, created, old_outcome, old_duration = before
         if dims is None:
             return
-        for key, *where in _keys_of(dims, created):
-            bucket = bucket_of(key, *where)
+        for key, dimension, value, grain, period in _keys_of(dims, created):
+            bucket = bucket_of(key, dimension, value, grain, period)
             count(key, bucket, old_outcome, old_duration, -1)
             count(key, bucket, outcome, duration, +1)
 
