@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import httpx
 import orjson
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from bench._common import percentile, temp_postgres_url, temp_sqlite_url
 
@@ -174,7 +174,9 @@ def run_list_latency(url: str, requests: int) -> list[float]:
     timings = []
     with httpx.Client(base_url=url, timeout=30) as client:
         for n in range(requests):
-            params = {"limit": 50} if n % 2 else {"limit": 50, "state": "FAILED", "flow_name": "flow-3"}
+            params: dict[str, str | int] = (
+                {"limit": 50} if n % 2 else {"limit": 50, "state": "FAILED", "flow_name": "flow-3"}
+            )
             start = time.perf_counter()
             client.get("/api/flow-runs", params=params).raise_for_status()
             timings.append(time.perf_counter() - start)

@@ -77,7 +77,9 @@ class RawSqlite:
     """Inserts through sqlite3 alone into a copy of the events table."""
 
     def __init__(self, url: str) -> None:
-        self.conn = sqlite3.connect(make_url(url).database, isolation_level=None, check_same_thread=False)
+        path = make_url(url).database
+        assert path is not None
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         ddl = self.conn.execute("SELECT sql FROM sqlite_master WHERE name='events'").fetchone()[0]

@@ -110,7 +110,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
 class SseReader:
     """A blocking SSE client over httpx: `take(n)` returns the next n events' (id, data)."""
 
-    def __init__(self, url: str, params: dict[str, object] | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> None:
         self._http = httpx.Client(timeout=httpx.Timeout(15.0))
         self._context = self._http.stream("GET", url + "/api/events/feed", params=params, headers=headers or {})
         self.response = self._context.__enter__()
@@ -135,7 +135,7 @@ class SseReader:
         self._http.close()
 
 
-def visible(client: TestClient, count: int, **params: object) -> list[dict[str, object]]:
+def visible(client: TestClient, count: int, **params: str) -> list[dict[str, object]]:
     """`GET /api/events` once `count` events are visible to readers.
 
     On PostgreSQL the feed only shows events below the oldest running transaction of the

@@ -20,6 +20,7 @@ from events import (
     ConcurrencyConflict,
     InvalidEvent,
     NewEvent,
+    StoredEvent,
     StoreUnavailable,
     StreamAppend,
     open_store,
@@ -53,14 +54,14 @@ def test_sink_retries_until_the_server_is_up(tmp_path: Path, sqlite_url: str) ->
     port = free_port()
     sink = HttpEventSink(f"http://127.0.0.1:{port}", attempts=200, first_backoff=0.01, max_backoff=0.05)
     event = NewEvent(type="demo.started")
-    result: list[object] = []
+    result: list[list[StoredEvent]] = []
     sender = threading.Thread(target=lambda: result.append(sink.append_streams([StreamAppend("late-1", [event])])))
     sender.start()
     app = create_app(settings_for(tmp_path, sqlite_url), ApiSettings(port=port))
     with serving(app, port=port):
         sender.join(30)
     sink.close()
-    assert result and [e.id for e in result[0]] == [event.id]  # type: ignore[union-attr]
+    assert result and [e.id for e in result[0]] == [event.id]
     gone = HttpEventSink(f"http://127.0.0.1:{free_port()}", attempts=3, first_backoff=0.01)
     with pytest.raises(StoreUnavailable, match="3 attempts"):
         gone.append_streams([StreamAppend("late-1", [event])])

@@ -27,7 +27,8 @@ def total(values: list[int]) -> int:
 def doubling(n: int = 3) -> int:
     get_run_logger().warning("doubling %s numbers", n)
     doubled = [double.submit(i + 10) for i in range(n)]
-    return total(doubled)
+    summed: int = total(doubled)
+    return summed
 
 
 @flow

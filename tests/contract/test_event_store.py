@@ -17,6 +17,7 @@ from events import (
     NO_STREAM,
     ConcurrencyConflict,
     Cursor,
+    EventMeta,
     EventStore,
     EventTooLarge,
     InvalidCursor,
@@ -282,7 +283,7 @@ def test_out_of_range_cursors_are_refused(store: EventStore, cursor: str) -> Non
 
 def test_stored_events_keep_the_writers_clock_and_meta(store: EventStore) -> None:
     occurred = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    event = NewEvent(type="t", occurred=occurred, meta={"actor": "ci", "correlation_id": str(uuid.uuid4())})
+    event = NewEvent(type="t", occurred=occurred, meta=EventMeta(actor="ci", correlation_id=uuid.uuid4()))
     (stored,) = store.append("s", [event])
     (read,) = store.read_stream("s")
     assert read.occurred == occurred
@@ -433,10 +434,10 @@ def test_awkward_strings_round_trip_and_verify(store: EventStore, count: int) ->
     # Single events and batches take different statements (and parameter formats) on PostgreSQL.
     data = {"nul": "a\x00b", "control": "\x1f\x7f", "emoji": "🙂", "rtl": "שלום", "\x00key": 1,
             "quote": '"\\', "array-ish": '{"a","b"},NULL'}
-    meta = {"actor": "\x00me🙂"}
-    stored = store.append("s", [NewEvent(type="t", data=data, meta=meta) for _ in range(count)])
+    actor = "\x00me🙂"
+    stored = store.append("s", [NewEvent(type="t", data=data, meta=EventMeta(actor=actor)) for _ in range(count)])
     assert store.read_stream("s") == stored
-    assert all(event.data == data and event.meta.actor == meta["actor"] for event in stored)
+    assert all(event.data == data and event.meta.actor == actor for event in stored)
     assert store.verify().intact
 
 

@@ -53,6 +53,7 @@ def _mid_write(url: str) -> bool:
     PostgreSQL) inside a write transaction right now?"""
     if url.startswith("sqlite"):
         path = make_url(url).database
+        assert path is not None
         conn = sqlite3.connect(path, timeout=0, isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -64,8 +65,8 @@ def _mid_write(url: str) -> bool:
         finally:
             conn.close()
     parsed = make_url(url)
-    with psycopg.connect(parsed.set(query={}).render_as_string(hide_password=False), autocommit=True) as conn:
-        row = conn.execute(
+    with psycopg.connect(parsed.set(query={}).render_as_string(hide_password=False), autocommit=True) as pg:
+        row = pg.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
             "AND (state = 'idle in transaction' OR (state = 'active' AND query ILIKE '%%insert into events%%'))",
             (parsed.query["application_name"],),

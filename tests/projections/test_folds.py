@@ -9,6 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from events import StoredEvent
 from projections.analytics import (
     AnalyticsProjection,
     bucket_value,
@@ -17,7 +18,7 @@ from projections.analytics import (
     merge_histograms,
     percentile,
 )
-from projections.base import Rows
+from projections.base import Projection, Row, Rows
 from projections.lineage import LineageProjection, fold_lineage
 from projections.run_views import RunsProjection, fold_runs
 from projections.synthetic import SyntheticRun, random_run
@@ -102,7 +103,7 @@ def test_lineage_links_subflows_and_replays() -> None:
     assert rows["nodes"][child.id]["kind"] == "flow_run"
 
 
-def _buckets(rows: Rows, dimension: str, grain: str = "day") -> dict[str, dict[str, object]]:
+def _buckets(rows: Rows, dimension: str, grain: str = "day") -> dict[str, Row]:
     return {b["value"]: b for b in rows["buckets"].values() if b["dimension"] == dimension and b["grain"] == grain}
 
 
@@ -156,9 +157,9 @@ def test_histogram_percentiles_are_within_five_percent_or_a_millisecond(duration
     assert bucket_value(0) == 0.001
 
 
-def _fold_in_batches(projection: object, events: list, splits: list[int]) -> Rows:
+def _fold_in_batches(projection: Projection, events: list[StoredEvent], splits: list[int]) -> Rows:
     """What the runner does, with dicts for tables: load the keys asked for, fold, store."""
-    tables: Rows = {name: {} for name in projection.table_names}  # type: ignore[attr-defined]
+    tables: Rows = {name: {} for name in projection.table_names}
     start = 0
     for size in splits + [len(events)]:
         batch = events[start : start + size]
@@ -167,10 +168,10 @@ def _fold_in_batches(projection: object, events: list, splits: list[int]) -> Row
             continue
         rows: Rows = {name: {} for name in tables}
         for _ in range(4):
-            wanted = projection.keys(batch, rows)  # type: ignore[attr-defined]
+            wanted = projection.keys(batch, rows)
             for name, keys in wanted.items():
                 rows[name].update((k, tables[name][k]) for k in keys if k in tables[name])
-        for name, changed in projection.fold(rows, batch).items():  # type: ignore[attr-defined]
+        for name, changed in projection.fold(rows, batch).items():
             tables[name].update(changed)
     return tables
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from events import StreamAppend, open_store
+from events import NewEvent, StreamAppend, open_store
 from events.store import EventStore
 from projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
 from projections.synthetic import SyntheticRun, random_run
@@ -80,7 +80,7 @@ def test_incremental_in_any_batches_with_crashes_equals_a_rebuild(
     runs = generate_runs(rng, data.draw(st.integers(1, 6), label="runs"))
     # Each step appends a few events of a few streams, interleaved as concurrent runs would be.
     pieces = interleave(rng, [[(run.stream, event) for event in run.events] for run in runs])
-    steps: list[list[tuple[str, object]]] = []
+    steps: list[list[tuple[str, NewEvent]]] = []
     while pieces:
         size = rng.randint(1, 12)
         steps.append(pieces[:size])
@@ -88,7 +88,7 @@ def test_incremental_in_any_batches_with_crashes_equals_a_rebuild(
 
     with fresh_store(backend, postgres_server_url) as store:
         for step in steps:
-            by_stream: dict[str, list] = {}
+            by_stream: dict[str, list[NewEvent]] = {}
             for stream, event in step:
                 by_stream.setdefault(stream, []).append(event)
             appended = store.append_streams([StreamAppend(s, evs) for s, evs in by_stream.items()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -85,6 +86,7 @@ def test_a_run_has_its_task_runs_states_timings_and_errors(world: World) -> None
     run = detail.flow_run
     assert (run.flow_name, run.state_name, run.error) == ("etl", "Failed", "ValueError: load failed")
     assert run.tags == ["prod", "nightly"] and run.deployment_id == "dep-1"
+    assert run.start is not None and run.end is not None
     assert run.duration == (run.end - run.start).total_seconds() > 0
     assert [(t.task_name, t.state_name, t.upstream) for t in detail.task_runs] == [
         ("extract", "Completed", []), ("load", "Failed", [world.extract]),
@@ -165,6 +167,7 @@ def test_queries_see_appends_made_after_the_read_model_opened(world: World) -> N
 
 def test_unknown_runs_and_bad_arguments_raise_typed_errors(world: World) -> None:
     rm = world.rm
+    call: Callable[[], object]
     for call in (
         lambda: queries.get_run(rm, "nope"),
         lambda: queries.run_logs(rm, "nope"),

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from api.cli_runs import lineage_tree
 from events import EventStore
-from events.payloads import parse_data
+from events.payloads import TaskRunCreated, parse_data
 from projections import queries
 from projections.readmodel import ReadModel
 from runtime import flow, task
@@ -24,12 +24,14 @@ def add(x: int, y: int) -> int:
 
 @flow
 def child(x: int) -> int:
-    return add(x, 1)
+    incremented: int = add(x, 1)
+    return incremented
 
 
 @flow
 def parent() -> int:
-    return add(child(1), 10)
+    summed: int = add(child(1), 10)
+    return summed
 
 
 @pytest.fixture
@@ -46,6 +48,7 @@ def test_a_subflow_hangs_under_its_parent_flow_and_the_task_run_that_ran_it(runs
         parse_data(e) for e in runs.read_stream(f"flow-run-{parent_id}")
         if e.type == "task-run.created" and e.data.get("child_flow_run_id")
     ]
+    assert isinstance(stand_in, TaskRunCreated) and stand_in.child_flow_run_id is not None
     child_id = stand_in.child_flow_run_id
 
     rm = ReadModel(runs)

@@ -30,7 +30,8 @@ class HorizonReader:
     """The store's own feed: `(tx_id, position)` order below the transaction horizon."""
 
     def __init__(self, store: PostgresEventStore) -> None:
-        self.store, self.cursor = store, None
+        self.store = store
+        self.cursor: str | None = None
 
     def read(self) -> list[tuple[str, int, Any]]:
         events = self.store.read_all(after=self.cursor, limit=10_000)
@@ -189,11 +190,11 @@ class _Pick:
 
 def _late_commit(machine: RuleBasedStateMachine) -> None:
     """Position 1 commits after position 2 has been read: the case a naive reader skips."""
-    machine.append(_Pick(0), ["a"], 1)
-    machine.append(_Pick(1), ["b"], 1)
-    machine.commit(_Pick(1))
-    machine.poll()
-    machine.commit(_Pick(0))
+    machine.append(_Pick(0), ["a"], 1)  # type: ignore[attr-defined]
+    machine.append(_Pick(1), ["b"], 1)  # type: ignore[attr-defined]
+    machine.commit(_Pick(1))  # type: ignore[attr-defined]
+    machine.poll()  # type: ignore[attr-defined]
+    machine.commit(_Pick(0))  # type: ignore[attr-defined]
     machine.teardown()
 
 

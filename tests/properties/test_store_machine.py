@@ -95,17 +95,16 @@ def make_machine(store: EventStore, other: EventStore) -> type[RuleBasedStateMac
 
         def _expected(self, data: st.DataObject, stream: str) -> tuple[ExpectedVersion, bool]:
             actual = self.versions.get(stream, 0)
-            expected = data.draw(
-                st.sampled_from([ANY, actual, ANY, actual, NO_STREAM, actual + 1, max(actual - 1, 0)]),
-                label="expected",
-            )
+            choices: list[ExpectedVersion] = [ANY, actual, ANY, actual, NO_STREAM, actual + 1, max(actual - 1, 0)]
+            expected = data.draw(st.sampled_from(choices), label="expected")
             ok = expected == ANY or (expected == NO_STREAM and actual == 0) or expected == actual
             return expected, ok
 
         def _new_events(self, data: st.DataObject) -> list[NewEvent]:
             events = []
             for _ in range(data.draw(st.integers(1, 3), label="size")):
-                if self.sent and data.draw(st.booleans(), label="repeat an id"):
+                # bool(): after a list, mypy would type the draw as that list
+                if bool(self.sent) and data.draw(st.booleans(), label="repeat an id"):
                     events.append(data.draw(st.sampled_from(self.sent), label="repeated"))
                 else:
                     events.append(

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from events import open_store
+from events import StoredEvent, open_store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def run_example(name: str, home: Path) -> tuple[subprocess.CompletedProcess[str], list]:
+def run_example(name: str, home: Path) -> tuple[subprocess.CompletedProcess[str], list[StoredEvent]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
     env["LEDGERFLOW_HOME"] = str(home)
     result = subprocess.run(
@@ -28,7 +28,7 @@ def run_example(name: str, home: Path) -> tuple[subprocess.CompletedProcess[str]
         store.close()
 
 
-def finals(events: list) -> list[str]:
+def finals(events: list[StoredEvent]) -> list[str]:
     return [e.type for e in events if e.type.startswith("flow-run.") and e.type.split(".")[1] in ("Completed", "Failed")]
 
 

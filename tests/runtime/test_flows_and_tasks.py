@@ -6,12 +6,13 @@ import asyncio
 import hashlib
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from pydantic import BaseModel
 
-from events import EventStore
-from events.payloads import parse_data
+from events import EventStore, StoredEvent
+from events.payloads import FlowRunCreated, LogEmitted, ResultRef, StateChanged, TaskRunCreated, parse_data
 from runtime import (
     Abort,
     ParameterValidationError,
@@ -26,7 +27,22 @@ from runtime import (
     unmapped,
 )
 from runtime.config import current
+from runtime.context import TaskRunContext
 from tests.runtime.conftest import run_events, types_of
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+def payload(event: StoredEvent, model: type[PayloadT]) -> PayloadT:
+    parsed = parse_data(event)
+    assert isinstance(parsed, model)
+    return parsed
+
+
+def result_of(event: StoredEvent) -> ResultRef:
+    result = payload(event, StateChanged).result
+    assert result is not None
+    return result
 
 
 @task
@@ -36,7 +52,8 @@ def add(x: int, y: int) -> int:
 
 @flow
 def adding(a: int = 1, b: int = 2) -> int:
-    return add(add(a, b), 10)
+    total: int = add(add(a, b), 10)
+    return total
 
 
 def test_a_flow_run_is_one_stream_of_every_transition(runs: EventStore) -> None:
@@ -49,18 +66,18 @@ def test_a_flow_run_is_one_stream_of_every_transition(runs: EventStore) -> None:
         "task-run.created", "task-run.Running", "task-run.Completed",
         "flow-run.Completed",
     ]
-    created = parse_data(events[0])
+    created = payload(events[0], FlowRunCreated)
     assert created.flow_name == "adding" and created.parameters == {"a": 1, "b": 2}
-    assert created.entrypoint.endswith("test_flows_and_tasks.py:adding")
-    first, second = parse_data(events[2]), parse_data(events[5])
+    assert created.entrypoint is not None and created.entrypoint.endswith("test_flows_and_tasks.py:adding")
+    first, second = payload(events[2], TaskRunCreated), payload(events[5], TaskRunCreated)
     assert (first.task_name, first.occurrence, second.occurrence) == ("add", 0, 1)
     assert first.task_key.endswith("test_flows_and_tasks.add")
     assert first.input_hash and first.input_hash != second.input_hash
-    completed = parse_data(events[-1])
-    assert completed.result.persisted and completed.result.serializer == "json"
-    assert completed.result.key == f"{hashlib.sha256(b'13').hexdigest()}.json"
-    assert completed.result.inline and completed.result.value == 13  # small: in the event, no file
-    assert current().results.load_ref(completed.result.as_data()) == 13
+    result = result_of(events[-1])
+    assert result.persisted and result.serializer == "json"
+    assert result.key == f"{hashlib.sha256(b'13').hexdigest()}.json"
+    assert result.inline and result.value == 13  # small: in the event, no file
+    assert current().results.load_ref(result.as_data()) == 13
 
 
 def test_equal_results_share_one_content_addressed_file(runs: EventStore) -> None:
@@ -73,10 +90,10 @@ def test_equal_results_share_one_content_addressed_file(runs: EventStore) -> Non
         return len(big(1000)) + len(big(1000))
 
     state = producer(return_state=True)
-    done = [parse_data(e) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.Completed"]
-    assert done[0].result.key.endswith(".json")
-    assert done[0].result.key == done[1].result.key  # equal values, one file
-    assert current().results.load(done[0].result.key) == list(range(1000))
+    done = [result_of(e) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.Completed"]
+    assert done[0].key is not None and done[0].key.endswith(".json")
+    assert done[0].key == done[1].key  # equal values, one file
+    assert current().results.load(done[0].key) == list(range(1000))
 
 
 def test_results_are_returned_even_when_they_cannot_be_stored(runs: EventStore) -> None:
@@ -92,8 +109,8 @@ def test_results_are_returned_even_when_they_cannot_be_stored(runs: EventStore) 
 
     state = holder(return_state=True)
     assert state.result() is True
-    done = [parse_data(e) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.Completed"]
-    assert done[0].result.persisted is False and "cannot be serialised" in done[0].result.reason
+    done = [result_of(e) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.Completed"]
+    assert done[0].persisted is False and "cannot be serialised" in (done[0].reason or "")
 
 
 def test_submit_map_and_lineage(runs: EventStore) -> None:
@@ -110,11 +127,14 @@ def test_submit_map_and_lineage(runs: EventStore) -> None:
         futures = double.map([1, 2, 3], factor=unmapped(10))
         first = double.submit(5)
         assert first.result() == 10 and first.state.is_completed()
-        return total(futures, offset=[first.result()])
+        summed: int = total(futures, offset=[first.result()])
+        return summed
 
     state = fan_out(return_state=True)
     assert state.result() == 70
-    created = [parse_data(e) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.created"]
+    created = [
+        payload(e, TaskRunCreated) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.created"
+    ]
     doubles = [c.task_run_id for c in created if c.task_name == "double"]
     (summed,) = [c for c in created if c.task_name == "total"]
     assert set(summed.upstream) == set(doubles[:3])
@@ -132,10 +152,13 @@ def test_returned_objects_are_lineage_too(runs: EventStore) -> None:
 
     @flow
     def pipeline() -> int:
-        return count(rows())
+        counted: int = count(rows())
+        return counted
 
     state = pipeline(return_state=True)
-    created = [parse_data(e) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.created"]
+    created = [
+        payload(e, TaskRunCreated) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.created"
+    ]
     assert created[1].upstream == [created[0].task_run_id]
 
 
@@ -153,14 +176,17 @@ def test_retries_with_a_list_of_delays_then_success(runs: EventStore) -> None:
 
     @task(retries=3, retry_delay_seconds=[0, 0.01, 0.02])
     def flaky() -> str:
-        attempts.append(get_run_context().task_run.attempt)
+        context = get_run_context()
+        assert isinstance(context, TaskRunContext)
+        attempts.append(context.task_run.attempt)
         if len(attempts) < 3:
             raise ConnectionError("try again")
         return "ok"
 
     @flow
     def robust() -> str:
-        return flaky()
+        answer: str = flaky()
+        return answer
 
     state = robust(return_state=True)
     assert state.result() == "ok" and attempts == [1, 2, 3]
@@ -168,7 +194,9 @@ def test_retries_with_a_list_of_delays_then_success(runs: EventStore) -> None:
         "task-run.created", "task-run.Running", "task-run.AwaitingRetry", "task-run.Running",
         "task-run.AwaitingRetry", "task-run.Running", "task-run.Completed",
     ]
-    waiting = [parse_data(e) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.AwaitingRetry"]
+    waiting = [
+        payload(e, StateChanged) for e in run_events(runs, state.flow_run_id) if e.type == "task-run.AwaitingRetry"
+    ]
     assert waiting[0].message == "ConnectionError: try again" and waiting[0].scheduled_time
 
 
@@ -187,8 +215,9 @@ def test_exhausted_retries_fail_the_task_and_the_flow(runs: EventStore) -> None:
         state.result()
     assert types_of(runs, state.flow_run_id, "task-run.").count("task-run.Running") == 3
     assert types_of(runs, state.flow_run_id)[-1] == "flow-run.Failed"
-    failed = parse_data(run_events(runs, state.flow_run_id)[-1])
-    assert failed.error.type == "ValueError" and "always" in failed.error.traceback
+    error = payload(run_events(runs, state.flow_run_id)[-1], StateChanged).error
+    assert error is not None
+    assert error.type == "ValueError" and "always" in (error.traceback or "")
 
 
 def test_retry_condition_and_abort_stop_retries(runs: EventStore) -> None:
@@ -239,14 +268,17 @@ def test_cache_hits_expire_and_refresh(runs: EventStore) -> None:
 
     @flow
     def twice(n: int) -> int:
-        return expensive(n)
+        squared: int = expensive(n)
+        return squared
 
     first = twice(4, return_state=True)
     second = twice(4, return_state=True)
     assert second.result() == 16 and calls == [4]
     assert list(current().results.root.iterdir()) == []  # the hit was loaded from the log itself
-    cached = [parse_data(e) for e in run_events(runs, second.flow_run_id) if e.type == "task-run.Cached"]
-    original = [parse_data(e) for e in run_events(runs, first.flow_run_id) if e.type == "task-run.created"]
+    cached = [payload(e, StateChanged) for e in run_events(runs, second.flow_run_id) if e.type == "task-run.Cached"]
+    original = [
+        payload(e, TaskRunCreated) for e in run_events(runs, first.flow_run_id) if e.type == "task-run.created"
+    ]
     assert cached[0].cached_from == original[0].task_run_id
     twice(5)
     assert calls == [4, 5]
@@ -255,7 +287,8 @@ def test_cache_hits_expire_and_refresh(runs: EventStore) -> None:
 
     @flow
     def refresh(n: int) -> int:
-        return refreshing(n)
+        squared: int = refreshing(n)
+        return squared
 
     refresh(4)
     assert calls == [4, 5, 4]
@@ -264,7 +297,8 @@ def test_cache_hits_expire_and_refresh(runs: EventStore) -> None:
 
     @flow
     def expired(n: int) -> int:
-        return expiring(n)
+        squared: int = expiring(n)
+        return squared
 
     expired(6)
     expired(6)
@@ -274,20 +308,22 @@ def test_cache_hits_expire_and_refresh(runs: EventStore) -> None:
 def test_subflows_have_their_own_stream_and_a_parent_task_run(runs: EventStore) -> None:
     @flow
     def child(x: int) -> int:
-        return add(x, 1)
+        incremented: int = add(x, 1)
+        return incremented
 
     @flow
     def parent() -> int:
-        return child(1) + child(2)
+        summed: int = child(1) + child(2)
+        return summed
 
     state = parent(return_state=True)
     assert state.result() == 5
     parent_events = run_events(runs, state.flow_run_id)
-    stand_ins = [parse_data(e) for e in parent_events if e.type == "task-run.created"]
+    stand_ins = [payload(e, TaskRunCreated) for e in parent_events if e.type == "task-run.created"]
     assert [s.task_name for s in stand_ins] == ["child", "child"]
     for stand_in in stand_ins:
         child_events = run_events(runs, stand_in.child_flow_run_id)
-        created = parse_data(child_events[0])
+        created = payload(child_events[0], FlowRunCreated)
         assert created.parent_task_run_id == stand_in.task_run_id
         assert created.parent_flow_run_id == str(state.flow_run_id)
         assert created.root_flow_run_id == str(state.flow_run_id)
@@ -317,6 +353,7 @@ def test_logs_prints_and_context(runs: EventStore) -> None:
     @task(log_prints=True)
     def chatty() -> None:
         context = get_run_context()
+        assert isinstance(context, TaskRunContext)
         seen["task"] = context.task_run.id
         get_run_logger().warning("careful")
         print("from a task")
@@ -330,7 +367,7 @@ def test_logs_prints_and_context(runs: EventStore) -> None:
 
     state = talker(return_state=True)
     assert seen["flow"] == state.flow_run_id
-    logs = [parse_data(e) for e in run_events(runs, state.flow_run_id) if e.type == "log.emitted"]
+    logs = [payload(e, LogEmitted) for e in run_events(runs, state.flow_run_id) if e.type == "log.emitted"]
     assert [(log.message, log.level_name) for log in logs] == [
         ("starting", "INFO"), ("from the flow", "INFO"), ("careful", "WARNING"), ("from a task", "INFO"),
         ("Finished in state Completed", "INFO"),
@@ -375,12 +412,13 @@ def test_run_names_from_templates(runs: EventStore) -> None:
 
     @flow(flow_run_name="nightly-{day}")
     def nightly(day: str) -> int:
-        return named(1, 2)
+        summed: int = named(1, 2)
+        return summed
 
     state = nightly("mon", return_state=True)
     events = run_events(runs, state.flow_run_id)
-    assert parse_data(events[0]).run_name == "nightly-mon"
-    assert parse_data(events[2]).run_name == "add-1-2"
+    assert payload(events[0], FlowRunCreated).run_name == "nightly-mon"
+    assert payload(events[2], TaskRunCreated).run_name == "add-1-2"
 
 
 def test_tasks_outside_flows_are_plain_calls() -> None:

@@ -35,7 +35,8 @@ def slow() -> None:
 
 @flow
 def child(x: int) -> int:
-    return cached(x)
+    value: int = cached(x)
+    return value
 
 
 @flow

@@ -70,15 +70,15 @@ def test_unknown_fields_are_refused() -> None:
 def test_events_and_meta_are_frozen() -> None:
     event = NewEvent(type="t", meta=EventMeta(actor="me"))
     with pytest.raises(ValidationError):
-        event.type = "x"  # type: ignore[misc]
+        event.type = "x"
     with pytest.raises(ValidationError):
-        event.meta.actor = "you"  # type: ignore[misc]
+        event.meta.actor = "you"
     stored = StoredEvent(
         id=uuid4(), type="t", stream="s", occurred=event.occurred, data={}, meta=event.meta,
         position=1, stream_position=1, recorded=event.occurred, hash="00", cursor="0.1",
     )
     with pytest.raises(ValidationError):
-        stored.position = 2  # type: ignore[misc]
+        stored.position = 2
     assert hash(event.meta) == hash(EventMeta(actor="me"))
 
 

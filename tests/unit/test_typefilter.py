@@ -45,6 +45,7 @@ def test_regex_characters_are_literal() -> None:
 
 
 def test_no_patterns_mean_every_type() -> None:
+    nothing: list[str] | None
     for nothing in (None, []):
         patterns = TypePatterns.parse(nothing)
         assert not patterns
@@ -53,7 +54,7 @@ def test_no_patterns_mean_every_type() -> None:
 
 
 def test_a_single_string_is_one_pattern() -> None:
-    assert TypePatterns.parse("task-run.*") == TypePatterns.parse(["task-run.*"])  # type: ignore[arg-type]
+    assert TypePatterns.parse("task-run.*") == TypePatterns.parse(["task-run.*"])
 
 
 TYPE_CHARS = "ab.-_%"
