@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from events.sql import SqlEventStore, _DuplicateEvent, _Planned, _StaleHead
 from events.tables import events, to_micros
 
 __all__ = ["SqliteEventStore"]
+
+_BUSY_TIMEOUT = 30
+"""Seconds a connection waits for another process's write lock before giving up."""
 
 _INSERT_EVENT = (
     "INSERT INTO events (position, tx_id, id, stream, stream_position, type, occurred, recorded,"
@@ -51,7 +55,7 @@ class SqliteEventStore(SqlEventStore):
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(
                 parsed.set(drivername="sqlite"),
-                connect_args={"check_same_thread": False, "timeout": 30},
+                connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT},
             )
             _configure(engine, synchronous)
             self._lock = threading.Lock()
@@ -135,15 +139,30 @@ class SqliteEventStore(SqlEventStore):
         return stored, new_heads
 
 
+def _use_wal(cur: sqlite3.Cursor) -> None:
+    # Turning a new file to WAL takes an exclusive lock that SQLite does not wait for (the busy
+    # timeout does not apply): processes opening a new database at once must retry. Once the
+    # file is in WAL mode, the pragma changes nothing and takes no lock.
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _configure(engine: Any, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         # Take transaction control from pysqlite so that we can say BEGIN IMMEDIATE ourselves.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cur)
         cur.execute(f"PRAGMA synchronous={synchronous}")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT * 1000}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA case_sensitive_like=ON")  # type patterns match as on PostgreSQL
         cur.close()
