@@ -22,14 +22,31 @@ class Head(NamedTuple):
 
 
 class ChainRow(Protocol):
-    id: UUID
-    stream: str
-    stream_position: int
-    type: str
-    occurred: datetime
-    data: str
-    meta: str
-    hash: bytes
+    """An events-table row as the chain walk reads it; read-only, so SQLAlchemy rows fit."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def stream_position(self) -> int: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def occurred(self) -> datetime: ...
+
+    @property
+    def data(self) -> str: ...
+
+    @property
+    def meta(self) -> str: ...
+
+    @property
+    def hash(self) -> bytes: ...
 
 
 class Break(NamedTuple):
