@@ -1,3 +1,3 @@
-from api.cli import main
+from ledgerflow.api.cli import main
 
 main()

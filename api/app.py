@@ -9,16 +9,16 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI
 
-from api.errors import install_error_handlers
-from api.metrics import Metrics
-from api.middleware import BodyLimit, RequestTimer
-from api.openapi import publish_body_schemas
-from api.responses import OrjsonResponse
-from api.routers import events, runs, system
-from api.schemas import AppendRequest
-from api.settings import ApiSettings, load_api_settings
-from api.state import ServerState
-from events import Settings, load_settings
+from ledgerflow.api.errors import install_error_handlers
+from ledgerflow.api.metrics import Metrics
+from ledgerflow.api.middleware import BodyLimit, RequestTimer
+from ledgerflow.api.openapi import publish_body_schemas
+from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.api.routers import events, runs, system
+from ledgerflow.api.schemas import AppendRequest
+from ledgerflow.api.settings import ApiSettings, load_api_settings
+from ledgerflow.api.state import ServerState
+from ledgerflow.events import Settings, load_settings
 
 __all__ = ["app_from_environment", "create_app"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from events import EventMeta, EventStore, NewEvent, StoredEvent
-from events.payloads import StateChanged, flow_run_stream
-from events.states import StateType, state_event_type
-from events.transitions import Accepted, Delayed, RunState, decide, fold
-from projections.errors import RunNotFound
+from ledgerflow.events import EventMeta, EventStore, NewEvent, StoredEvent
+from ledgerflow.events.payloads import StateChanged, flow_run_stream
+from ledgerflow.events.states import StateType, state_event_type
+from ledgerflow.events.transitions import Accepted, Delayed, RunState, decide, fold
+from ledgerflow.projections.errors import RunNotFound
 
 __all__ = ["RunStateConflict", "cancel_flow_run"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api import cli_events, cli_keys, cli_projections, cli_runs, cli_server
+from ledgerflow.api import cli_events, cli_keys, cli_projections, cli_runs, cli_server
 
 app = typer.Typer(
     name="ledgerflow",

@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from api.cli_remote import remote_tail
-from api.console import describe, err, fail, out
-from api.context import opened_store
-from events import EventStoreError, NewEvent, StoredEvent, load_settings
+from ledgerflow.api.cli_remote import remote_tail
+from ledgerflow.api.console import describe, err, fail, out
+from ledgerflow.api.context import opened_store
+from ledgerflow.events import EventStoreError, NewEvent, StoredEvent, load_settings
 
 app = typer.Typer(help="Read, follow, append to and verify the event log.", no_args_is_help=True)
 

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from api.console import fail, out, table
-from api.context import opened_store
-from api.keys import ApiKeys, KeyNotFound, Scope
-from projections.runner import engine_of
+from ledgerflow.api.console import fail, out, table
+from ledgerflow.api.context import opened_store
+from ledgerflow.api.keys import ApiKeys, KeyNotFound, Scope
+from ledgerflow.projections.runner import engine_of
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 

@@ -14,10 +14,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from api.console import fail, out, table
-from api.context import opened_store
-from events import Cursor, EventStoreError
-from projections.runner import ProjectionRunner
+from ledgerflow.api.console import fail, out, table
+from ledgerflow.api.context import opened_store
+from ledgerflow.events import Cursor, EventStoreError
+from ledgerflow.projections.runner import ProjectionRunner
 
 __all__ = ["app"]
 

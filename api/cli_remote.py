@@ -7,10 +7,10 @@ from typing import Any
 
 import typer
 
-from api.client import ApiClient
-from api.console import fail
-from events import EventStoreError, Settings, StoredEvent
-from projections.models import FlowRunPage
+from ledgerflow.api.client import ApiClient
+from ledgerflow.api.console import fail
+from ledgerflow.events import EventStoreError, Settings, StoredEvent
+from ledgerflow.projections.models import FlowRunPage
 
 __all__ = ["remote_flow_runs", "remote_tail"]
 

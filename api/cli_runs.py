@@ -16,16 +16,16 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from api.cli_remote import remote_flow_runs
-from api.console import fail, out, table
-from api.context import opened_store
-from events import EventStoreError, load_settings
-from events.payloads import flow_run_stream
-from events.states import TERMINAL, StateType, state_from_event_type
-from projections import queries
-from projections.errors import ProjectionError
-from projections.models import FlowRun, LineageGraph, TaskRun
-from projections.readmodel import ReadModel
+from ledgerflow.api.cli_remote import remote_flow_runs
+from ledgerflow.api.console import fail, out, table
+from ledgerflow.api.context import opened_store
+from ledgerflow.events import EventStoreError, load_settings
+from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
+from ledgerflow.projections import queries
+from ledgerflow.projections.errors import ProjectionError
+from ledgerflow.projections.models import FlowRun, LineageGraph, TaskRun
+from ledgerflow.projections.readmodel import ReadModel
 
 __all__ = ["app", "parse_since", "stats"]
 

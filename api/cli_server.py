@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from api.console import fail, out
-from api.settings import load_api_settings
-from events import StoreUnavailable, load_settings
+from ledgerflow.api.console import fail, out
+from ledgerflow.api.settings import load_api_settings
+from ledgerflow.events import StoreUnavailable, load_settings
 
 app = typer.Typer(help="Run the API server.", no_args_is_help=True)
 
@@ -24,9 +24,9 @@ def start(
     """Serve the REST API, the live event feeds and /metrics."""
     import uvicorn
 
-    from api.app import create_app
-    from api.metrics import Metrics
-    from api.state import ServerState
+    from ledgerflow.api.app import create_app
+    from ledgerflow.api.metrics import Metrics
+    from ledgerflow.api.state import ServerState
 
     try:
         api = load_api_settings(os.environ, host, port)
@@ -46,6 +46,6 @@ def start(
             # create (or migrate) them once here, before any worker starts.
             ServerState.open(settings, api, Metrics()).close()
             os.environ["LEDGERFLOW_AUTH"] = "on" if api.auth else "off"  # the workers read it
-            uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+            uvicorn.run("ledgerflow.api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
     except StoreUnavailable as exc:
         fail(str(exc), "check LEDGERFLOW_DATABASE_URL")

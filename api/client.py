@@ -9,8 +9,8 @@ from typing import Any, Self
 import httpx
 import orjson
 
-from events import EventStoreError, StoredEvent, StoreUnavailable
-from projections.models import FlowRunPage
+from ledgerflow.events import EventStoreError, StoredEvent, StoreUnavailable
+from ledgerflow.projections.models import FlowRunPage
 
 __all__ = ["ApiClient", "ApiError"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from api.console import fail
-from events import EventStore, StoreUnavailable, load_settings, open_store
+from ledgerflow.api.console import fail
+from ledgerflow.events import EventStore, StoreUnavailable, load_settings, open_store
 
 __all__ = ["opened_store"]
 

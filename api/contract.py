@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ValidationError
 
-from api.errors import validation_message
-from events import InvalidEvent, StreamAppend
-from events.payloads import (
+from ledgerflow.api.errors import validation_message
+from ledgerflow.events import InvalidEvent, StreamAppend
+from ledgerflow.events.payloads import (
     ArtifactCreated,
     ArtifactUpdated,
     FlowRunCreated,
@@ -18,7 +18,7 @@ from events.payloads import (
     StateChanged,
     TaskRunCreated,
 )
-from events.states import state_from_event_type
+from ledgerflow.events.states import state_from_event_type
 
 __all__ = ["check_payloads"]
 

@@ -9,11 +9,11 @@ from anyio import to_thread
 from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
-from api.feed import FeedHub
-from api.keys import ApiKey, Scope
-from api.state import ServerState
-from events import EventStore
-from projections.readmodel import ReadModel
+from ledgerflow.api.feed import FeedHub
+from ledgerflow.api.keys import ApiKey, Scope
+from ledgerflow.api.state import ServerState
+from ledgerflow.events import EventStore
+from ledgerflow.projections.readmodel import ReadModel
 
 __all__ = [
     "HubDep",

@@ -16,16 +16,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from api.cancel import RunStateConflict
-from api.responses import OrjsonResponse
-from events import (
+from ledgerflow.api.cancel import RunStateConflict
+from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.events import (
     ConcurrencyConflict,
     CorruptEvent,
     InvalidCursor,
     InvalidEvent,
     StoreUnavailable,
 )
-from projections.errors import InvalidQuery, RunNotFound
+from ledgerflow.projections.errors import InvalidQuery, RunNotFound
 
 __all__ = ["install_error_handlers", "validation_message"]
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from events import Cursor, EventStore, StoredEvent
-from events.payloads import flow_run_stream
-from events.typefilter import TypePatterns
-from projections.errors import InvalidQuery
+from ledgerflow.events import Cursor, EventStore, StoredEvent
+from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.typefilter import TypePatterns
+from ledgerflow.projections.errors import InvalidQuery
 
 __all__ = ["EventQuery", "EventsPage", "read_page"]
 

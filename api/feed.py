@@ -26,9 +26,9 @@ import anyio
 import orjson
 from anyio import to_thread
 
-from api.schemas import event_json
-from events import Cursor, EventStore, StoredEvent, Subscription
-from events.typefilter import TypePatterns
+from ledgerflow.api.schemas import event_json
+from ledgerflow.events import Cursor, EventStore, StoredEvent, Subscription
+from ledgerflow.events.typefilter import TypePatterns
 
 __all__ = ["FeedFilter", "FeedHub", "Item"]
 

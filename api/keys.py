@@ -30,7 +30,7 @@ from sqlalchemy import (
     select,
 )
 
-from events.migrations import Migration, apply_migrations
+from ledgerflow.events.migrations import Migration, apply_migrations
 
 __all__ = ["ApiKey", "ApiKeys", "KeyNotFound", "Scope"]
 

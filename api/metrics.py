@@ -15,10 +15,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from events import Cursor
+from ledgerflow.events import Cursor
 
 if TYPE_CHECKING:
-    from api.state import ServerState
+    from ledgerflow.api.state import ServerState
 
 __all__ = ["Metrics", "projection_lag"]
 

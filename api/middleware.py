@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.responses import OrjsonResponse
+from ledgerflow.api.responses import OrjsonResponse
 
 __all__ = ["BodyLimit", "RequestTimer"]
 

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
-from events.model import AwareDatetime, EventType, new_id, trusted, utcnow
+from ledgerflow.events import NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
+from ledgerflow.events.model import AwareDatetime, EventType, new_id, trusted, utcnow
 
 __all__ = [
     "AppendRequest",

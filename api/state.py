@@ -6,13 +6,13 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from api.feed import FeedHub
-from api.keys import ApiKeys
-from api.metrics import Metrics
-from api.settings import ApiSettings
-from events import EventStore, EventStoreError, Settings, open_store
-from projections.readmodel import ReadModel
-from projections.runner import engine_of
+from ledgerflow.api.feed import FeedHub
+from ledgerflow.api.keys import ApiKeys
+from ledgerflow.api.metrics import Metrics
+from ledgerflow.api.settings import ApiSettings
+from ledgerflow.events import EventStore, EventStoreError, Settings, open_store
+from ledgerflow.projections.readmodel import ReadModel
+from ledgerflow.projections.runner import engine_of
 
 __all__ = ["ServerState"]
 

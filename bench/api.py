@@ -45,7 +45,7 @@ def server(store_url: str, workers: int = 1) -> Iterator[tuple[str, psutil.Proce
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
         env.update(LEDGERFLOW_HOME=home, LEDGERFLOW_DATABASE_URL=store_url)
         process = subprocess.Popen(
-            [sys.executable, "-m", "api", "server", "start", "--port", str(port), "--log-level", "warning",
+            [sys.executable, "-m", "ledgerflow.api", "server", "start", "--port", str(port), "--log-level", "warning",
              "--workers", str(workers)],
             env=env, stdout=subprocess.DEVNULL,
         )

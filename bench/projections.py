@@ -41,19 +41,19 @@ from bench._common import (
     temp_postgres_url,
     temp_sqlite_url,
 )
-from events import Cursor, NewEvent, StreamAppend, open_store
-from events.payloads import (
+from ledgerflow.events import Cursor, NewEvent, StreamAppend, open_store
+from ledgerflow.events.payloads import (
     FlowRunCreated,
     LogEmitted,
     StateChanged,
     TaskRunCreated,
     flow_run_stream,
 )
-from events.states import STATE_NAMES
-from events.store import EventStore
-from projections import queries
-from projections.readmodel import ReadModel
-from projections.runner import ProjectionRunner
+from ledgerflow.events.states import STATE_NAMES
+from ledgerflow.events.store import EventStore
+from ledgerflow.projections import queries
+from ledgerflow.projections.readmodel import ReadModel
+from ledgerflow.projections.runner import ProjectionRunner
 
 TARGETS = {"rebuild": 20_000, "lag_p99_ms": 200, "query_ms": 50}
 APPEND_BATCH = 20_000
@@ -213,7 +213,7 @@ def bench_lag(url: str, seconds: float) -> None:
     runner = ProjectionRunner(store)
     runner.ensure()
     env = {**os.environ, "LEDGERFLOW_DATABASE_URL": url}
-    follower = subprocess.Popen([sys.executable, "-m", "api", "projections", "run"], env=env,
+    follower = subprocess.Popen([sys.executable, "-m", "ledgerflow.api", "projections", "run"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert follower.stdout is not None

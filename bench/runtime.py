@@ -26,16 +26,16 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from bench._common import temp_postgres_url, temp_sqlite_url
-from events import StoredEvent, StreamAppend
-from runtime import ThreadPoolTaskRunner, flow, task
-from runtime import config as runtime_config
-from runtime.logging import get_logger
-from runtime.testing import harness
-from runtime.writer import EventSink
+from ledgerflow.events import StoredEvent, StreamAppend
+from ledgerflow.runtime import ThreadPoolTaskRunner, flow, task
+from ledgerflow.runtime import config as runtime_config
+from ledgerflow.runtime.logging import get_logger
+from ledgerflow.runtime.testing import harness
+from ledgerflow.runtime.writer import EventSink
 
 HELLO = textwrap.dedent(
     """
-    from runtime import flow, task
+    from ledgerflow.runtime import flow, task
 
     @task
     def greet(name):

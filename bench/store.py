@@ -27,9 +27,9 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from bench._common import percentile, temp_postgres_url, temp_sqlite_url
-from events import NewEvent, open_store
-from events.store import EventStore
-from events.tables import to_micros
+from ledgerflow.events import NewEvent, open_store
+from ledgerflow.events.store import EventStore
+from ledgerflow.events.tables import to_micros
 
 PAYLOAD = {"flow_run_id": str(uuid.uuid4()), "state_name": "Running", "attempt": 1, "message": "x" * 60}
 COLUMNS = "id, stream, stream_position, type, occurred, data, meta, hash"

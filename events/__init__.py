@@ -3,8 +3,8 @@
 This package is the domain core: it imports nothing else of ledgerflow's.
 """
 
-from events.cursor import Cursor
-from events.errors import (
+from ledgerflow.events.cursor import Cursor
+from ledgerflow.events.errors import (
     ConcurrencyConflict,
     CorruptEvent,
     EventStoreError,
@@ -15,11 +15,11 @@ from events.errors import (
     PayloadNotSerializable,
     StoreUnavailable,
 )
-from events.model import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
-from events.settings import Settings, load_settings
-from events.sql import Page
-from events.store import EventStore, open_store
-from events.subscription import Subscription
+from ledgerflow.events.model import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
+from ledgerflow.events.settings import Settings, load_settings
+from ledgerflow.events.sql import Page
+from ledgerflow.events.store import EventStore, open_store
+from ledgerflow.events.subscription import Subscription
 
 __all__ = [
     "ANY",

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from events.errors import EventTooLarge, InvalidStreamName, PayloadNotSerializable
-from events.model import EventMeta, NewEvent
+from ledgerflow.events.errors import EventTooLarge, InvalidStreamName, PayloadNotSerializable
+from ledgerflow.events.model import EventMeta, NewEvent
 
 __all__ = [
     "GENESIS_HASH",

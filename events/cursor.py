@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from events.errors import InvalidCursor
+from ledgerflow.events.errors import InvalidCursor
 
 __all__ = ["START", "Cursor"]
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
-from events.codec import GENESIS_HASH, chain_hash
+from ledgerflow.events.codec import GENESIS_HASH, chain_hash
 
 __all__ = ["Break", "ChainRow", "Head", "VerifyReport", "walk_chains"]
 

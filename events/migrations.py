@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, select, text
 
-from events.tables import events, schema_versions, streams
+from ledgerflow.events.tables import events, schema_versions, streams
 
 __all__ = ["EVENT_LOG_MIGRATIONS", "Migration", "apply_migrations", "current_version"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from events.model import StoredEvent
-from events.states import StateType, state_from_event_type
+from ledgerflow.events.model import StoredEvent
+from ledgerflow.events.states import StateType, state_from_event_type
 
 __all__ = [
     "ArtifactCreated",

@@ -46,12 +46,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy import ColumnElement, create_engine, literal, literal_column, tuple_
 from sqlalchemy.engine import make_url
 
-from events.cursor import Cursor
-from events.errors import StoreUnavailable
-from events.integrity import Head
-from events.model import StoredEvent
-from events.sql import SqlEventStore, _DuplicateEvent, _Planned, _Row, _StaleHead
-from events.tables import events
+from ledgerflow.events.cursor import Cursor
+from ledgerflow.events.errors import StoreUnavailable
+from ledgerflow.events.integrity import Head
+from ledgerflow.events.model import StoredEvent
+from ledgerflow.events.sql import SqlEventStore, _DuplicateEvent, _Planned, _Row, _StaleHead
+from ledgerflow.events.tables import events
 
 __all__ = ["PostgresEventStore"]
 

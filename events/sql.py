@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from events.codec import (
+from ledgerflow.events.codec import (
     GENESIS_HASH,
     EncodedEvent,
     chain_hash,
@@ -34,17 +34,17 @@ from events.codec import (
     decode,
     encode,
 )
-from events.cursor import START, Cursor
-from events.errors import (
+from ledgerflow.events.cursor import START, Cursor
+from ledgerflow.events.errors import (
     ConcurrencyConflict,
     CorruptEvent,
     EventStoreError,
     InvalidEvent,
     StoreUnavailable,
 )
-from events.integrity import Break, Head, VerifyReport, walk_chains
-from events.migrations import EVENT_LOG_MIGRATIONS, apply_migrations
-from events.model import (
+from ledgerflow.events.integrity import Break, Head, VerifyReport, walk_chains
+from ledgerflow.events.migrations import EVENT_LOG_MIGRATIONS, apply_migrations
+from ledgerflow.events.model import (
     ANY,
     NO_META,
     NO_STREAM,
@@ -55,9 +55,9 @@ from events.model import (
     StreamAppend,
     trusted,
 )
-from events.subscription import Subscription
-from events.tables import events, streams
-from events.typefilter import TypePatterns
+from ledgerflow.events.subscription import Subscription
+from ledgerflow.events.tables import events, streams
+from ledgerflow.events.typefilter import TypePatterns
 
 __all__ = ["Break", "Page", "SqlEventStore", "VerifyReport"]
 

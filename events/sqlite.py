@@ -23,12 +23,12 @@ from sqlalchemy import ColumnElement, Connection, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError
 
-from events.cursor import Cursor
-from events.errors import StoreUnavailable
-from events.integrity import Head
-from events.model import StoredEvent, utcnow
-from events.sql import SqlEventStore, _DuplicateEvent, _Planned, _StaleHead
-from events.tables import events, to_micros
+from ledgerflow.events.cursor import Cursor
+from ledgerflow.events.errors import StoreUnavailable
+from ledgerflow.events.integrity import Head
+from ledgerflow.events.model import StoredEvent, utcnow
+from ledgerflow.events.sql import SqlEventStore, _DuplicateEvent, _Planned, _StaleHead
+from ledgerflow.events.tables import events, to_micros
 
 __all__ = ["SqliteEventStore"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
-from events.cursor import Cursor
-from events.errors import StoreUnavailable
-from events.model import ExpectedVersion, NewEvent, StoredEvent, StreamAppend
-from events.settings import load_settings
-from events.sql import Page, VerifyReport
-from events.subscription import Subscription
+from ledgerflow.events.cursor import Cursor
+from ledgerflow.events.errors import StoreUnavailable
+from ledgerflow.events.model import ExpectedVersion, NewEvent, StoredEvent, StreamAppend
+from ledgerflow.events.settings import load_settings
+from ledgerflow.events.sql import Page, VerifyReport
+from ledgerflow.events.subscription import Subscription
 
 __all__ = ["EventStore", "open_store"]
 
@@ -62,11 +62,11 @@ def open_store(url: str | None = None) -> EventStore:
     url = url or load_settings().store_url
     scheme = url.split(":", 1)[0].lower()
     if scheme.startswith("sqlite"):
-        from events.sqlite import SqliteEventStore
+        from ledgerflow.events.sqlite import SqliteEventStore
 
         return SqliteEventStore(url)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        from events.postgres import PostgresEventStore
+        from ledgerflow.events.postgres import PostgresEventStore
 
         return PostgresEventStore(url.replace("postgres://", "postgresql://", 1))
     raise StoreUnavailable(

@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from events.cursor import Cursor
-from events.model import StoredEvent
-from events.typefilter import TypePatterns
+from ledgerflow.events.cursor import Cursor
+from ledgerflow.events.model import StoredEvent
+from ledgerflow.events.typefilter import TypePatterns
 
 if TYPE_CHECKING:
-    from events.sql import SqlEventStore
+    from ledgerflow.events.sql import SqlEventStore
 
 __all__ = ["Subscription"]
 

@@ -12,8 +12,8 @@ from datetime import datetime
 from functools import reduce
 from typing import NamedTuple
 
-from events.model import StoredEvent
-from events.states import STATE_NAMES, TERMINAL, StateType, state_from_event_type
+from ledgerflow.events.model import StoredEvent
+from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType, state_from_event_type
 
 __all__ = [
     "RULES",

@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from runtime import flow, get_run_logger, task
+from ledgerflow import flow, get_run_logger, task
 
 
 @task

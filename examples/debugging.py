@@ -1,6 +1,6 @@
 """When something goes wrong, leave an artifact that says what, next to the failed run."""
 
-from runtime import create_markdown_artifact, create_table_artifact, flow, task
+from ledgerflow import create_markdown_artifact, create_table_artifact, flow, task
 
 
 @task

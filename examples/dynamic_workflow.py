@@ -1,6 +1,6 @@
 """A workflow shaped by its data: branching on a value and a loop of tasks."""
 
-from runtime import flow, get_run_logger, task
+from ledgerflow import flow, get_run_logger, task
 
 
 @task

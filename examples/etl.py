@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from events import load_settings, open_store
-from runtime import create_table_artifact, flow, get_run_context, get_run_logger, task
+from ledgerflow.events import load_settings, open_store
+from ledgerflow import create_table_artifact, flow, get_run_context, get_run_logger, task
 
 
 @task(retries=2, retry_delay_seconds=0.05)

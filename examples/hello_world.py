@@ -1,6 +1,6 @@
 """The smallest flow: one task, one log line."""
 
-from runtime import flow, get_run_logger, task
+from ledgerflow import flow, get_run_logger, task
 
 
 @task

@@ -1,6 +1,6 @@
 """An API call that retries only on errors worth retrying, and aborts on the rest."""
 
-from runtime import Abort, flow, get_run_logger, task
+from ledgerflow import Abort, flow, get_run_logger, task
 
 responses = iter([503, 503, 200])
 

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from runtime import flow, get_run_logger, task, task_input_hash
+from ledgerflow import flow, get_run_logger, task, task_input_hash
 
 attempts = {"count": 0}
 

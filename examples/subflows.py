@@ -1,6 +1,6 @@
 """Ingestion -> transformation -> load, each a flow of its own, called from a parent flow."""
 
-from runtime import flow, task
+from ledgerflow import flow, task
 
 
 @task

@@ -4,9 +4,9 @@ keeps them up to date; the queries the CLI and the API ask; time travel over a r
 Imports `events` only; never `runtime`, `notifications` or `api`.
 """
 
-from projections.errors import InvalidQuery, ProjectionError, RunNotFound
-from projections.readmodel import ReadModel
-from projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
+from ledgerflow.projections.errors import InvalidQuery, ProjectionError, RunNotFound
+from ledgerflow.projections.readmodel import ReadModel
+from ledgerflow.projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
 
 __all__ = [
     "DEFAULT_PROJECTIONS",

@@ -27,10 +27,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
-from events import StoredEvent
-from events.states import STATE_NAMES, TERMINAL, StateType
-from events.tables import UtcDateTime
-from projections.base import Row, Rows
+from ledgerflow.events import StoredEvent
+from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
+from ledgerflow.events.tables import UtcDateTime
+from ledgerflow.projections.base import Row, Rows
 
 __all__ = [
     "GRAINS",

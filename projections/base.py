@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import MetaData, Table
 
-from events import StoredEvent
+from ledgerflow.events import StoredEvent
 
 __all__ = ["Projection", "Row", "Rows", "empty_rows"]
 

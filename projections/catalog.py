@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, text
 
-from events.migrations import Migration
-from projections.base import Projection
+from ledgerflow.events.migrations import Migration
+from ledgerflow.projections.base import Projection
 
 __all__ = ["MIGRATIONS", "checkpoints", "guard_tables", "tables_for"]
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Column, Index, MetaData, String, Table
 
-from events import StoredEvent
-from projections.base import Row, Rows
+from ledgerflow.events import StoredEvent
+from ledgerflow.projections.base import Row, Rows
 
 __all__ = ["LineageProjection", "fold_lineage"]
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from events.states import StateType
+from ledgerflow.events.states import StateType
 
 __all__ = [
     "AnalyticsGroup",

@@ -17,11 +17,11 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select, true
 
-from events import Cursor, InvalidCursor
-from events.states import STATE_NAMES, StateType
-from projections.analytics import merge_histograms, percentile, period_start
-from projections.errors import InvalidQuery, RunNotFound
-from projections.models import (
+from ledgerflow.events import Cursor, InvalidCursor
+from ledgerflow.events.states import STATE_NAMES, StateType
+from ledgerflow.projections.analytics import merge_histograms, percentile, period_start
+from ledgerflow.projections.errors import InvalidQuery, RunNotFound
+from ledgerflow.projections.models import (
     AnalyticsGroup,
     AnalyticsPeriod,
     AnalyticsReport,
@@ -34,8 +34,8 @@ from projections.models import (
     RunDetail,
     RunSnapshot,
 )
-from projections.readmodel import ReadModel
-from projections.streams import (
+from ledgerflow.projections.readmodel import ReadModel
+from ledgerflow.projections.streams import (
     artifacts,
     flow_run_model,
     fold_as_of,

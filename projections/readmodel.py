@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Table, select
 
-from events import EventStore
-from projections.catalog import checkpoints, guard_tables, tables_for
-from projections.runner import ProjectionRunner
+from ledgerflow.events import EventStore
+from ledgerflow.projections.catalog import checkpoints, guard_tables, tables_for
+from ledgerflow.projections.runner import ProjectionRunner
 
 __all__ = ["ReadModel"]
 

@@ -26,17 +26,17 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Dialect, Engine, Table, select, text
 from sqlalchemy.schema import CreateTable
 
-from events import Cursor, EventStore, StoredEvent
-from events.cursor import START
-from events.migrations import apply_migrations
-from events.payloads import is_wellformed
-from events.sql import SqlEventStore
-from events.typefilter import TypePatterns
-from projections.analytics import AnalyticsProjection
-from projections.base import Projection, Rows
-from projections.catalog import MIGRATIONS, checkpoints, guard_tables, tables_for
-from projections.lineage import LineageProjection
-from projections.run_views import RunsProjection
+from ledgerflow.events import Cursor, EventStore, StoredEvent
+from ledgerflow.events.cursor import START
+from ledgerflow.events.migrations import apply_migrations
+from ledgerflow.events.payloads import is_wellformed
+from ledgerflow.events.sql import SqlEventStore
+from ledgerflow.events.typefilter import TypePatterns
+from ledgerflow.projections.analytics import AnalyticsProjection
+from ledgerflow.projections.base import Projection, Rows
+from ledgerflow.projections.catalog import MIGRATIONS, checkpoints, guard_tables, tables_for
+from ledgerflow.projections.lineage import LineageProjection
+from ledgerflow.projections.run_views import RunsProjection
 
 __all__ = ["DEFAULT_PROJECTIONS", "Checkpoint", "ProjectionRunner", "engine_of"]
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import orjson
 
-from events import Cursor, EventStore, StoredEvent
-from events.payloads import flow_run_stream
-from events.states import state_from_event_type
-from projections.errors import RunNotFound
-from projections.models import Artifact, FlowRun, LogLine, StateRecord, TaskRun
-from projections.run_views import error_text, fold_runs
+from ledgerflow.events import Cursor, EventStore, StoredEvent
+from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.states import state_from_event_type
+from ledgerflow.projections.errors import RunNotFound
+from ledgerflow.projections.models import Artifact, FlowRun, LogLine, StateRecord, TaskRun
+from ledgerflow.projections.run_views import error_text, fold_runs
 
 __all__ = [
     "artifacts",

@@ -8,8 +8,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from events import NewEvent, StreamAppend
-from events.payloads import (
+from ledgerflow.events import NewEvent, StreamAppend
+from ledgerflow.events.payloads import (
     ArtifactCreated,
     ArtifactUpdated,
     ErrorInfo,
@@ -19,7 +19,7 @@ from events.payloads import (
     TaskRunCreated,
     flow_run_stream,
 )
-from events.states import STATE_NAMES, state_event_type
+from ledgerflow.events.states import STATE_NAMES, state_event_type
 
 __all__ = ["SyntheticRun", "random_run"]
 

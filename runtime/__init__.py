@@ -1,24 +1,24 @@
-"""The SDK users import: `from runtime import flow, task, get_run_logger, ...`.
+"""The SDK users import: `from ledgerflow import flow, task, get_run_logger, ...` (re-exported by the `ledgerflow` package).
 
 Imports `events` only; never `projections`, `notifications` or `api`.
 """
 
-from runtime.artifacts import (
+from ledgerflow.runtime.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from runtime.cache import task_input_hash
-from runtime.context import get_run_context
-from runtime.flows import Flow, flow
-from runtime.futures import TaskFuture, unmapped, wait
-from runtime.logging import get_run_logger
-from runtime.signals import Abort, Fail, ParameterValidationError, Pause
-from runtime.states import Cancelled, Completed, Crashed, Failed, State, StateType
-from runtime.task_runners import ThreadPoolTaskRunner
-from runtime.tasks import Task, exponential_backoff, task
+from ledgerflow.runtime.cache import task_input_hash
+from ledgerflow.runtime.context import get_run_context
+from ledgerflow.runtime.flows import Flow, flow
+from ledgerflow.runtime.futures import TaskFuture, unmapped, wait
+from ledgerflow.runtime.logging import get_run_logger
+from ledgerflow.runtime.signals import Abort, Fail, ParameterValidationError, Pause
+from ledgerflow.runtime.states import Cancelled, Completed, Crashed, Failed, State, StateType
+from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
+from ledgerflow.runtime.tasks import Task, exponential_backoff, task
 
 __all__ = [
     "Abort",

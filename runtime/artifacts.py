@@ -6,8 +6,8 @@ import re
 from typing import Any
 from uuid import UUID
 
-from events.model import new_id
-from runtime.context import flow_run_var, task_run_var
+from ledgerflow.events.model import new_id
+from ledgerflow.runtime.context import flow_run_var, task_run_var
 
 __all__ = [
     "create_link_artifact",

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from events.model import utcnow
+from ledgerflow.events.model import utcnow
 
 __all__ = ["CacheIndex", "CacheRecord", "hash_inputs", "task_input_hash"]
 

@@ -1,6 +1,6 @@
 """Where this process's runs write: the store (or API) and the result folder, set up once.
 
-Opened lazily on the first flow run, from `LEDGERFLOW_*` settings; `runtime.testing.harness`
+Opened lazily on the first flow run, from `LEDGERFLOW_*` settings; `ledgerflow.runtime.testing.harness`
 points them elsewhere.
 """
 
@@ -11,10 +11,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from events import EventStore, load_settings, open_store
-from runtime.cache import CacheIndex
-from runtime.results import ResultStore
-from runtime.writer import EventSink, EventWriter
+from ledgerflow.events import EventStore, load_settings, open_store
+from ledgerflow.runtime.cache import CacheIndex
+from ledgerflow.runtime.results import ResultStore
+from ledgerflow.runtime.writer import EventSink, EventWriter
 
 __all__ = ["Runtime", "current", "for_home", "install", "reset"]
 
@@ -71,7 +71,7 @@ def _from_settings() -> Runtime:
 def for_home(home: Path, store_url: str, api_url: str | None = None, api_key: str | None = None) -> Runtime:
     results, cache = ResultStore(home / "results"), CacheIndex(home / "cache")
     if api_url:
-        from runtime.remote import HttpEventSink  # only when talking to a server
+        from ledgerflow.runtime.remote import HttpEventSink  # only when talking to a server
 
         sink: EventSink = HttpEventSink(api_url, api_key)
         return Runtime(EventWriter(sink, before_append=results.sync), results, cache, None)

@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from events import EventMeta, NewEvent
-from events.model import new_id, trusted, utcnow
+from ledgerflow.events import EventMeta, NewEvent
+from ledgerflow.events.model import new_id, trusted, utcnow
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from runtime.config import Runtime
-    from runtime.flows import Flow
-    from runtime.task_runners import ThreadPoolTaskRunner
-    from runtime.tasks import Task, TaskRun
+    from ledgerflow.runtime.config import Runtime
+    from ledgerflow.runtime.flows import Flow
+    from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
+    from ledgerflow.runtime.tasks import Task, TaskRun
 
 __all__ = ["FlowRunContext", "MissingContextError", "RunInfo", "TaskRunContext", "get_run_context"]
 

@@ -22,19 +22,19 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from pydantic import ConfigDict, ValidationError, create_model
 
-from events import EventMeta
-from events.model import new_id, utcnow
-from events.payloads import flow_run_stream
-from events.states import STATE_NAMES, StateType
-from runtime import config
-from runtime.context import FlowRunContext, RunInfo, flow_run_var, task_run_var
-from runtime.futures import TaskFuture
-from runtime.logging import get_logger, run_logger, setup_for_runs
-from runtime.rendering import error_info, error_message, json_safe, run_name
-from runtime.signals import Abort, ParameterValidationError, Pause
-from runtime.states import State
-from runtime.task_runners import ThreadPoolTaskRunner
-from runtime.tasks import Task, TaskRun, TaskTimeout, call_with_timeout
+from ledgerflow.events import EventMeta
+from ledgerflow.events.model import new_id, utcnow
+from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.states import STATE_NAMES, StateType
+from ledgerflow.runtime import config
+from ledgerflow.runtime.context import FlowRunContext, RunInfo, flow_run_var, task_run_var
+from ledgerflow.runtime.futures import TaskFuture
+from ledgerflow.runtime.logging import get_logger, run_logger, setup_for_runs
+from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
+from ledgerflow.runtime.signals import Abort, ParameterValidationError, Pause
+from ledgerflow.runtime.states import State
+from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
+from ledgerflow.runtime.tasks import Task, TaskRun, TaskTimeout, call_with_timeout
 
 __all__ = ["Flow", "flow"]
 

@@ -6,7 +6,7 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from runtime.states import State
+from ledgerflow.runtime.states import State
 
 __all__ = ["TaskFuture", "unmapped", "wait"]
 

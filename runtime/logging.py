@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any
 
-from runtime.context import (
+from ledgerflow.runtime.context import (
     FlowRunContext,
     RunInfo,
     TaskRunContext,

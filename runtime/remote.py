@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
-from events import (
+from ledgerflow.events import (
     ConcurrencyConflict,
     EventStoreError,
     InvalidEvent,

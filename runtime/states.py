@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from events.model import utcnow
-from events.states import STATE_NAMES, TERMINAL, StateType
+from ledgerflow.events.model import utcnow
+from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
 
 __all__ = [
     "Cancelled",

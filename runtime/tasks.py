@@ -18,21 +18,21 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from events.model import new_id, utcnow
-from events.states import STATE_NAMES, StateType
-from runtime.cache import hash_inputs
-from runtime.context import (
+from ledgerflow.events.model import new_id, utcnow
+from ledgerflow.events.states import STATE_NAMES, StateType
+from ledgerflow.runtime.cache import hash_inputs
+from ledgerflow.runtime.context import (
     FlowRunContext,
     RunInfo,
     TaskRunContext,
     flow_run_var,
     task_run_var,
 )
-from runtime.futures import TaskFuture, unmapped
-from runtime.logging import get_logger, run_logger
-from runtime.rendering import error_info, error_message, json_safe, run_name
-from runtime.signals import Abort, Fail, Pause
-from runtime.states import State
+from ledgerflow.runtime.futures import TaskFuture, unmapped
+from ledgerflow.runtime.logging import get_logger, run_logger
+from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
+from ledgerflow.runtime.signals import Abort, Fail, Pause
+from ledgerflow.runtime.states import State
 
 __all__ = ["Task", "exponential_backoff", "task"]
 

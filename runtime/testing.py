@@ -1,11 +1,11 @@
 """Test support: run flows against a throwaway store, like Prefect's test harness.
 
-    from runtime.testing import harness
+    from ledgerflow.runtime.testing import harness
     with harness() as store:
         my_flow()
         assert store.read_all(types=["flow-run.Completed"])
 
-Or as a pytest fixture: `from runtime.testing import ledgerflow_harness` in a conftest.py.
+Or as a pytest fixture: `from ledgerflow.runtime.testing import ledgerflow_harness` in a conftest.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from events import EventStore
-from runtime import config
+from ledgerflow.events import EventStore
+from ledgerflow.runtime import config
 
 __all__ = ["harness", "ledgerflow_harness"]
 

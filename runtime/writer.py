@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Protocol
 
-from events import NewEvent, StoredEvent, StoreUnavailable, StreamAppend
+from ledgerflow.events import NewEvent, StoredEvent, StoreUnavailable, StreamAppend
 
 __all__ = ["EventSink", "EventWriter"]
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from events import EventStore, open_store
+from ledgerflow.events import EventStore, open_store
 
 BACKENDS = ["sqlite", "postgres"]
 

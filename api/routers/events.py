@@ -13,16 +13,16 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from api.contract import check_payloads
-from api.deps import HubDep, StateDep, StoreDep, check_key, require
-from api.event_query import EventQuery, EventsPage, read_page
-from api.feed import FeedFilter
-from api.keys import Scope
-from api.openapi import json_body
-from api.responses import OrjsonResponse
-from api.schemas import AppendRequest, AppendResult, EventPage, event_json
-from api.state import ServerState
-from events import Cursor
+from ledgerflow.api.contract import check_payloads
+from ledgerflow.api.deps import HubDep, StateDep, StoreDep, check_key, require
+from ledgerflow.api.event_query import EventQuery, EventsPage, read_page
+from ledgerflow.api.feed import FeedFilter
+from ledgerflow.api.keys import Scope
+from ledgerflow.api.openapi import json_body
+from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.api.schemas import AppendRequest, AppendResult, EventPage, event_json
+from ledgerflow.api.state import ServerState
+from ledgerflow.events import Cursor
 
 __all__ = ["router", "stream_router"]
 

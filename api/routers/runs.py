@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.cancel import cancel_flow_run
-from api.deps import ReadModelDep, StoreDep, require
-from api.keys import Scope
-from api.schemas import EventOut, event_json
-from projections import queries
-from projections.models import (
+from ledgerflow.api.cancel import cancel_flow_run
+from ledgerflow.api.deps import ReadModelDep, StoreDep, require
+from ledgerflow.api.keys import Scope
+from ledgerflow.api.schemas import EventOut, event_json
+from ledgerflow.projections import queries
+from ledgerflow.projections.models import (
     AnalyticsReport,
     Artifact,
     FlowRunPage,

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from api.deps import StateDep, require
-from api.keys import ApiKey, Scope
-from api.metrics import projection_lag
-from api.responses import OrjsonResponse
-from events import EventStoreError
+from ledgerflow.api.deps import StateDep, require
+from ledgerflow.api.keys import ApiKey, Scope
+from ledgerflow.api.metrics import projection_lag
+from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.events import EventStoreError
 
 __all__ = ["router"]
 

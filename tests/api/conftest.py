@@ -17,9 +17,9 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.settings import ApiSettings
-from events import Settings, load_settings
+from ledgerflow.api.app import create_app
+from ledgerflow.api.settings import ApiSettings
+from ledgerflow.events import Settings, load_settings
 
 
 def settings_for(home: Path, store_url: str) -> Settings:

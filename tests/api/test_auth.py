@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api.cli import app as cli
-from api.keys import ApiKeys
-from api.settings import load_api_settings
-from events import open_store
-from projections.runner import engine_of
+from ledgerflow.api.cli import app as cli
+from ledgerflow.api.keys import ApiKeys
+from ledgerflow.api.settings import load_api_settings
+from ledgerflow.events import open_store
+from ledgerflow.projections.runner import engine_of
 from tests.api.conftest import append_body
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.keys import ApiKeys
-from events import open_store
-from projections.runner import engine_of
+from ledgerflow.api.keys import ApiKeys
+from ledgerflow.events import open_store
+from ledgerflow.projections.runner import engine_of
 from tests.api.conftest import SseReader, free_port, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -28,7 +28,7 @@ def two_servers(tmp_path: Path, postgres_schema_url: str) -> Iterator[list[str]]
     ports = [free_port(), free_port()]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "api", "server", "start", "--port", str(port), "--log-level", "warning"],
+            [sys.executable, "-m", "ledgerflow.api", "server", "start", "--port", str(port), "--log-level", "warning"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         for port in ports

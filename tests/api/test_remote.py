@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from api.app import create_app
-from api.settings import ApiSettings
-from events import (
+from ledgerflow.api.app import create_app
+from ledgerflow.api.settings import ApiSettings
+from ledgerflow.events import (
     ConcurrencyConflict,
     InvalidEvent,
     NewEvent,
@@ -25,7 +25,7 @@ from events import (
     StreamAppend,
     open_store,
 )
-from runtime.remote import HttpEventSink
+from ledgerflow.runtime.remote import HttpEventSink
 from tests.api.conftest import free_port, serving, settings_for, wait_until
 
 EXAMPLES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "examples").glob("*.py"))
@@ -115,7 +115,7 @@ def test_events_tail_follows_the_server_feed(tmp_path: Path, server_url: str) ->
     sink = HttpEventSink(server_url)
     sink.append_streams([StreamAppend("old-1", [NewEvent(type="demo.old")])])
     with subprocess.Popen(
-        [sys.executable, "-m", "api", "events", "tail", "--follow", "--json", "-n", "1"],
+        [sys.executable, "-m", "ledgerflow.api", "events", "tail", "--follow", "--json", "-n", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     ) as tail:
         try:
@@ -132,8 +132,8 @@ def test_events_tail_follows_the_server_feed(tmp_path: Path, server_url: str) ->
 
 
 def test_flow_runs_are_listed_through_the_server(tmp_path: Path, server_url: str) -> None:
-    from api.cli_remote import remote_flow_runs
-    from events import load_settings
+    from ledgerflow.api.cli_remote import remote_flow_runs
+    from ledgerflow.events import load_settings
 
     sink = HttpEventSink(server_url)
     for n, flow_name in enumerate(["etl", "report", "etl"]):
@@ -159,7 +159,7 @@ def test_flow_runs_are_listed_through_the_server(tmp_path: Path, server_url: str
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
     env.update(LEDGERFLOW_HOME=str(tmp_path / "cli"), LEDGERFLOW_API_URL=server_url, NO_COLOR="1", COLUMNS="200")
     listing = subprocess.run(
-        [sys.executable, "-m", "api", "flow-run", "ls", "--flow", "etl"], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "ledgerflow.api", "flow-run", "ls", "--flow", "etl"], capture_output=True, text=True, env=env, timeout=120
     )
     assert listing.returncode == 0, listing.stderr
     assert "r-0" in listing.stdout and "r-2" in listing.stdout and "r-1" not in listing.stdout

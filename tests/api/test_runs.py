@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from runtime import flow, get_run_logger, task
-from runtime.testing import harness
+from ledgerflow.runtime import flow, get_run_logger, task
+from ledgerflow.runtime.testing import harness
 from tests.api.conftest import wait_until
 
 

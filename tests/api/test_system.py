@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from api.app import create_app
-from api.settings import ApiSettings
+from ledgerflow.api.app import create_app
+from ledgerflow.api.settings import ApiSettings
 from tests.api.conftest import append_body, settings_for, visible, wait_until
 from tests.api.tcp_proxy import TcpProxy
 

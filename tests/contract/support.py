@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, insert
 
-from events import Cursor, EventStore, NewEvent
-from events.codec import GENESIS_HASH, chain_hash, encode
-from events.tables import events, streams
+from ledgerflow.events import Cursor, EventStore, NewEvent
+from ledgerflow.events.codec import GENESIS_HASH, chain_hash, encode
+from ledgerflow.events.tables import events, streams
 
 __all__ = ["caught_up", "ev", "insert_behind_the_store"]
 

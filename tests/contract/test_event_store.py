@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from events import (
+from ledgerflow.events import (
     ANY,
     NO_STREAM,
     ConcurrencyConflict,
@@ -30,7 +30,7 @@ from events import (
     StreamAppend,
     open_store,
 )
-from events.codec import MAX_EVENT_BYTES
+from ledgerflow.events.codec import MAX_EVENT_BYTES
 from tests.contract.support import caught_up, ev
 
 

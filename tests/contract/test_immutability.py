@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from events import EventStore, NewEvent, StoredEvent, open_store
+from ledgerflow.events import EventStore, NewEvent, StoredEvent, open_store
 
 SEED = 6
 
@@ -54,7 +54,7 @@ def _cli(store_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProc
         "COLUMNS": "200",
     }
     return subprocess.run(
-        [sys.executable, "-m", "api", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        [sys.executable, "-m", "ledgerflow.api", *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )
 
 

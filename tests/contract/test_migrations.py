@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import Engine, make_url
 
-from events import NewEvent, StreamAppend, open_store
-from events.migrations import EVENT_LOG_MIGRATIONS, apply_migrations, current_version
-from events.tables import schema_versions
+from ledgerflow.events import NewEvent, StreamAppend, open_store
+from ledgerflow.events.migrations import EVENT_LOG_MIGRATIONS, apply_migrations, current_version
+from ledgerflow.events.tables import schema_versions
 from tests.contract.support import insert_behind_the_store
 
 
@@ -85,7 +85,7 @@ def test_migrations_stop_at_a_target_and_resume(engine: Engine) -> None:
 
 
 def _open_and_append(url: str, n: int, start: Any, results: Any) -> None:
-    import events  # noqa: F401  (imported before the barrier, so that the processes open together)
+    import ledgerflow.events  # noqa: F401  (imported before the barrier, so that the processes open together)
 
     start.wait(timeout=60)
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from events import open_store
+from ledgerflow.events import open_store
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def any_env(env: dict[str, str], store_url: str) -> dict[str, str]:
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        [sys.executable, "-m", "ledgerflow.api", *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )
 
 
@@ -118,7 +118,7 @@ class Follower:
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api", "events", "tail", "--follow", *args],
+            [sys.executable, "-m", "ledgerflow.api", "events", "tail", "--follow", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

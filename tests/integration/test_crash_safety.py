@@ -22,13 +22,13 @@ from collections import Counter
 import psycopg
 from sqlalchemy.engine import make_url
 
-from events import NewEvent, open_store
+from ledgerflow.events import NewEvent, open_store
 
 BATCH = 100
 WRITER = textwrap.dedent(
     f"""
     import sys
-    from events import NewEvent, StreamAppend, open_store
+    from ledgerflow.events import NewEvent, StreamAppend, open_store
 
     store = open_store(sys.argv[1])
     batch = int(sys.argv[2])

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from events import (
+from ledgerflow.events import (
     ANY,
     ConcurrencyConflict,
     Cursor,

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from events import Cursor, EventStore, NewEvent, StoredEvent
-from events.model import EventMeta
-from projections.runner import ProjectionRunner
+from ledgerflow.events import Cursor, EventStore, NewEvent, StoredEvent
+from ledgerflow.events.model import EventMeta
+from ledgerflow.projections.runner import ProjectionRunner
 
 T = TypeVar("T")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

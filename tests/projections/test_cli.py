@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from events import open_store
-from projections.synthetic import SyntheticRun
+from ledgerflow.events import open_store
+from ledgerflow.projections.synthetic import SyntheticRun
 
 FLOW = textwrap.dedent(
     """
-    from runtime import create_markdown_artifact, flow, get_run_logger, task
+    from ledgerflow.runtime import create_markdown_artifact, flow, get_run_logger, task
 
     attempts = []
 
@@ -58,7 +58,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api", *args], check=False, capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "ledgerflow.api", *args], check=False, capture_output=True, text=True, env=env, timeout=120
     )
 
 
@@ -195,7 +195,7 @@ def test_logs_follow_prints_new_lines_until_the_run_ends(env: dict[str, str]) ->
     live.log("first line")
     seed(env, live)
     follower = subprocess.Popen(
-        [sys.executable, "-m", "api", "flow-run", "logs", live.id, "--follow"],
+        [sys.executable, "-m", "ledgerflow.api", "flow-run", "logs", live.id, "--follow"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:

@@ -9,8 +9,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events import StoredEvent
-from projections.analytics import (
+from ledgerflow.events import StoredEvent
+from ledgerflow.projections.analytics import (
     AnalyticsProjection,
     bucket_value,
     fold_analytics,
@@ -18,10 +18,10 @@ from projections.analytics import (
     merge_histograms,
     percentile,
 )
-from projections.base import Projection, Row, Rows
-from projections.lineage import LineageProjection, fold_lineage
-from projections.run_views import RunsProjection, fold_runs
-from projections.synthetic import SyntheticRun, random_run
+from ledgerflow.projections.base import Projection, Row, Rows
+from ledgerflow.projections.lineage import LineageProjection, fold_lineage
+from ledgerflow.projections.run_views import RunsProjection, fold_runs
+from ledgerflow.projections.synthetic import SyntheticRun, random_run
 from tests.projections.support import T0, as_stored, interleave
 
 

@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from events import NewEvent, StreamAppend, open_store
-from events.store import EventStore
-from projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
-from projections.synthetic import SyntheticRun, random_run
+from ledgerflow.events import NewEvent, StreamAppend, open_store
+from ledgerflow.events.store import EventStore
+from ledgerflow.projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
+from ledgerflow.projections.synthetic import SyntheticRun, random_run
 from tests.conftest import BACKENDS
 from tests.projections.support import (
     T0,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from events import EventStore, NewEvent
-from projections import queries
-from projections.readmodel import ReadModel
+from ledgerflow.events import EventStore, NewEvent
+from ledgerflow.projections import queries
+from ledgerflow.projections.readmodel import ReadModel
 from tests.projections.support import wait_visible
 
 

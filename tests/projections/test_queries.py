@@ -8,12 +8,12 @@ from typing import NamedTuple
 
 import pytest
 
-from events import EventStore
-from events.states import StateType
-from projections import queries
-from projections.errors import InvalidQuery, RunNotFound
-from projections.readmodel import ReadModel
-from projections.synthetic import SyntheticRun
+from ledgerflow.events import EventStore
+from ledgerflow.events.states import StateType
+from ledgerflow.projections import queries
+from ledgerflow.projections.errors import InvalidQuery, RunNotFound
+from ledgerflow.projections.readmodel import ReadModel
+from ledgerflow.projections.synthetic import SyntheticRun
 from tests.projections.support import T0, wait_visible
 
 SECOND = timedelta(seconds=1)

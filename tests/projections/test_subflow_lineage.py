@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from rich.console import Console
 
-from api.cli_runs import lineage_tree
-from events import EventStore
-from events.payloads import TaskRunCreated, parse_data
-from projections import queries
-from projections.readmodel import ReadModel
-from runtime import flow, task
-from runtime.testing import harness
+from ledgerflow.api.cli_runs import lineage_tree
+from ledgerflow.events import EventStore
+from ledgerflow.events.payloads import TaskRunCreated, parse_data
+from ledgerflow.projections import queries
+from ledgerflow.projections.readmodel import ReadModel
+from ledgerflow.runtime import flow, task
+from ledgerflow.runtime.testing import harness
 
 
 @task

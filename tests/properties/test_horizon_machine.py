@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from events import NewEvent, StreamAppend, open_store
-from events.postgres import PostgresEventStore
-from events.sql import _DuplicateEvent, _StaleHead
+from ledgerflow.events import NewEvent, StreamAppend, open_store
+from ledgerflow.events.postgres import PostgresEventStore
+from ledgerflow.events.sql import _DuplicateEvent, _StaleHead
 
 WRITERS = 3
 STREAMS = ["a", "b"]

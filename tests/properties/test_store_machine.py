@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from events import (
+from ledgerflow.events import (
     ANY,
     NO_STREAM,
     ConcurrencyConflict,
@@ -37,8 +37,8 @@ from events import (
     StoredEvent,
     StreamAppend,
 )
-from events.model import ExpectedVersion
-from events.typefilter import TypePatterns
+from ledgerflow.events.model import ExpectedVersion
+from ledgerflow.events.typefilter import TypePatterns
 from tests.contract.support import caught_up
 
 STREAMS = ["a", "b", "c"]

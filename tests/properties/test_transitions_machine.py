@@ -14,9 +14,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from events.model import EventMeta, StoredEvent
-from events.states import STATE_NAMES, TERMINAL
-from events.transitions import Accepted, Delayed, Rejected, RunState, decide, fold
+from ledgerflow.events.model import EventMeta, StoredEvent
+from ledgerflow.events.states import STATE_NAMES, TERMINAL
+from ledgerflow.events.transitions import Accepted, Delayed, Rejected, RunState, decide, fold
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

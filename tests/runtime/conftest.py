@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from events import EventStore, StoredEvent
-from runtime.testing import harness
+from ledgerflow.events import EventStore, StoredEvent
+from ledgerflow.runtime.testing import harness
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from events import EventStore
-from runtime import (
+from ledgerflow.events import EventStore
+from ledgerflow.runtime import (
     create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,

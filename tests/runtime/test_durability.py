@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from events import open_store
+from ledgerflow.events import open_store
 
 SCRIPT = textwrap.dedent(
     """
     import os, sys, time
-    from runtime import flow, get_run_context, task
+    from ledgerflow.runtime import flow, get_run_context, task
 
     @task
     def step(i):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from events import StoredEvent, open_store
+from ledgerflow.events import StoredEvent, open_store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

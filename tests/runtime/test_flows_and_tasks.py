@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import pytest
 from pydantic import BaseModel
 
-from events import EventStore, StoredEvent
-from events.payloads import FlowRunCreated, LogEmitted, ResultRef, StateChanged, TaskRunCreated, parse_data
-from runtime import (
+from ledgerflow.events import EventStore, StoredEvent
+from ledgerflow.events.payloads import FlowRunCreated, LogEmitted, ResultRef, StateChanged, TaskRunCreated, parse_data
+from ledgerflow.runtime import (
     Abort,
     ParameterValidationError,
     Pause,
@@ -26,8 +26,8 @@ from runtime import (
     task_input_hash,
     unmapped,
 )
-from runtime.config import current
-from runtime.context import TaskRunContext
+from ledgerflow.runtime.config import current
+from ledgerflow.runtime.context import TaskRunContext
 from tests.runtime.conftest import run_events, types_of
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)

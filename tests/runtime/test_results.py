@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runtime.results import INLINE_LIMIT, ResultStore
+from ledgerflow.runtime.results import INLINE_LIMIT, ResultStore
 
 
 def test_small_json_values_travel_inline_named_by_their_hash(tmp_path: Path) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-from events import EventStore, StoredEvent
-from events.transitions import Accepted, RunState, decide, evolve
-from runtime import Abort, flow, task, task_input_hash
+from ledgerflow.events import EventStore, StoredEvent
+from ledgerflow.events.transitions import Accepted, RunState, decide, evolve
+from ledgerflow.runtime import Abort, flow, task, task_input_hash
 
 
 @task(retries=2)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from events import EventStore, NewEvent, StoredEvent, StoreUnavailable, StreamAppend
-from runtime import flow, get_run_context, task
-from runtime.config import current
-from runtime.writer import EventWriter
+from ledgerflow.events import EventStore, NewEvent, StoredEvent, StoreUnavailable, StreamAppend
+from ledgerflow.runtime import flow, get_run_context, task
+from ledgerflow.runtime.config import current
+from ledgerflow.runtime.writer import EventWriter
 
 
 def _event(n: int) -> NewEvent:

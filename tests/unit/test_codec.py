@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events import (
+from ledgerflow.events import (
     Cursor,
     EventMeta,
     EventTooLarge,
@@ -18,7 +18,7 @@ from events import (
     NewEvent,
     PayloadNotSerializable,
 )
-from events.codec import (
+from ledgerflow.events.codec import (
     GENESIS_HASH,
     MAX_EVENT_BYTES,
     chain_hash,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 from uuid import UUID, uuid4
 
-from events.codec import GENESIS_HASH, chain_hash
-from events.integrity import Head, walk_chains
+from ledgerflow.events.codec import GENESIS_HASH, chain_hash
+from ledgerflow.events.integrity import Head, walk_chains
 
 
 class Row(NamedTuple):

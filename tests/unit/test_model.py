@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 from pydantic import ValidationError
 
-from events import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
+from ledgerflow.events import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
 
 
 def test_new_events_get_an_id_and_an_aware_utc_clock() -> None:

@@ -7,9 +7,9 @@ from uuid import uuid4
 
 import pytest
 
-from events.model import EventMeta, StoredEvent
-from events.states import STATE_NAMES, TERMINAL, StateType
-from events.transitions import (
+from ledgerflow.events.model import EventMeta, StoredEvent
+from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
+from ledgerflow.events.transitions import (
     Accepted,
     Delayed,
     Rejected,

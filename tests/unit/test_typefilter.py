@@ -7,7 +7,7 @@ import fnmatch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.typefilter import TypePatterns
+from ledgerflow.events.typefilter import TypePatterns
 
 
 def test_wildcards_at_either_end_and_in_the_middle() -> None:
