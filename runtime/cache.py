@@ -16,24 +16,11 @@ from typing import Any
 import orjson
 
 from ledgerflow.events.model import utcnow
+from ledgerflow.runtime.hashing import hash_inputs
 
-__all__ = ["CacheIndex", "CacheRecord", "hash_inputs", "task_input_hash"]
+__all__ = ["CacheIndex", "CacheRecord", "task_input_hash"]
 
 CacheRecord = dict[str, Any]
-
-
-def hash_inputs(parameters: dict[str, Any]) -> str | None:
-    """A stable hash of a call's inputs; None when they cannot be serialised."""
-    try:
-        payload = orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        try:
-            import pickle
-
-            payload = pickle.dumps(parameters)
-        except Exception:  # noqa: BLE001 - unhashable inputs simply have no hash
-            return None
-    return hashlib.sha256(payload).hexdigest()
 
 
 def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:

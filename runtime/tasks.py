@@ -20,7 +20,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ledgerflow.events.model import new_id, utcnow
 from ledgerflow.events.states import STATE_NAMES, StateType
-from ledgerflow.runtime.cache import hash_inputs
+from ledgerflow.runtime.hashing import hash_inputs
 from ledgerflow.runtime.context import (
     FlowRunContext,
     RunInfo,

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from ledgerflow.events import EventStore
 from ledgerflow.runtime import config
 
@@ -38,7 +36,13 @@ def harness(store_url: str | None = None) -> Iterator[EventStore]:
             runtime.close()
 
 
-@pytest.fixture
-def ledgerflow_harness() -> Iterator[EventStore]:
-    with harness() as store:
-        yield store
+try:
+    import pytest
+except ImportError:  # the harness works without pytest; only the fixture needs it
+    pass
+else:
+
+    @pytest.fixture
+    def ledgerflow_harness() -> Iterator[EventStore]:
+        with harness() as store:
+            yield store

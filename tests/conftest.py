@@ -31,9 +31,10 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
             pytest.exit(f"LEDGERFLOW_TEST_POSTGRES_URL={url} is not reachable: {exc}", returncode=3)
         yield url
         return
+    # Before the import: platformdirs warns (an error here) when it finds no runtime folder.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
     import pgserver
 
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")  # type: ignore[attr-defined]
     yield server.get_uri()
 

@@ -48,3 +48,20 @@ def test_a_project_with_component_named_modules_runs_flows_and_the_cli(tmp_path:
     )
     assert listed.returncode == 0, listed.stderr
     assert "shadowed" in listed.stdout and "Completed" in listed.stdout
+
+
+def test_the_testing_harness_imports_without_pytest(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"  # as if pytest were not installed
+        "from ledgerflow import flow\n"
+        "from ledgerflow.runtime.testing import harness\n"
+        "@flow\n"
+        "def hello() -> str:\n"
+        "    return 'hi'\n"
+        "with harness() as store:\n"
+        "    assert hello() == 'hi'\n"
+        "    print(len(store.read_all(types=['flow-run.Completed'])))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "1"
