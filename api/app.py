@@ -46,7 +46,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     install_error_handlers(app)
-    for router in (system.router, events.router, events.stream_router, runs.router, runs.write_router, runs.analytics_router):
+    for router in (system.router, events.router, events.stream_router, events.streams_router, runs.router, runs.write_router, runs.analytics_router):
         app.include_router(router)
     publish_body_schemas(app, [AppendRequest])
     app.add_middleware(BodyLimit, limit=api.max_body_bytes)

@@ -16,7 +16,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from ledgerflow.api.cancel import RunStateConflict
 from ledgerflow.api.responses import OrjsonResponse
 from ledgerflow.events import (
     ConcurrencyConflict,
@@ -25,7 +24,8 @@ from ledgerflow.events import (
     InvalidEvent,
     StoreUnavailable,
 )
-from ledgerflow.projections.errors import InvalidQuery, RunNotFound
+from ledgerflow.events.runs import RunNotFound, RunStateConflict
+from ledgerflow.projections.errors import InvalidQuery
 
 __all__ = ["install_error_handlers", "validation_message"]
 

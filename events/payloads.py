@@ -54,7 +54,12 @@ class FlowRunCreated(_Payload):
     parameters: dict[str, Any] = {}
     """JSON-safe rendering of the call's parameters (repr() where a value is not JSON)."""
     entrypoint: str | None = None
-    """`path/to/file.py:function`, so the run can be started again (replay)."""
+    """`package.module:function`, or `path/to/file.py:function` relative to `working_dir`:
+    how another process loads the flow again (adopting a requested run, replay)."""
+    working_dir: str | None = None
+    """The folder the run started in; `entrypoint` is resolved from there."""
+    work_pool: str | None = None
+    """The work pool whose workers may execute a requested run."""
     tags: list[str] = []
     flow_version: str | None = None
     parent_flow_run_id: str | None = None

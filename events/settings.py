@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     api_url: str | None = None
     api_key: str | None = None
+    cancel_check_seconds: float = Field(default=0.5, gt=0, le=60)
+    """How often a running flow looks in the log for a cancel nobody else told it about."""
 
     @field_validator("home")
     @classmethod

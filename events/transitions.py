@@ -7,12 +7,10 @@ event into the run's state, so a run's state is `reduce(evolve, its events, None
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import reduce
-from typing import NamedTuple
-
-from ledgerflow.events.model import StoredEvent
+from typing import Any, NamedTuple, Protocol, TypeVar
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType, state_from_event_type
 
 __all__ = [
@@ -22,10 +20,24 @@ __all__ = [
     "Delayed",
     "Rejected",
     "RunState",
+    "admissible",
     "decide",
     "evolve",
     "fold",
 ]
+
+
+class Event(Protocol):
+    """What the fold reads of an event: stored or not yet appended."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+
+E = TypeVar("E", bound=Event)
 
 
 class RunState(NamedTuple):
@@ -127,7 +139,16 @@ def decide(current: RunState | None, proposed: RunState, now: datetime) -> Decis
 _CREATED = frozenset({"flow-run.created", "task-run.created"})
 
 
-def evolve(state: RunState | None, event: StoredEvent) -> RunState | None:
+def _proposed(event: Event) -> RunState | None:
+    parsed = state_from_event_type(event.type)
+    if parsed is None:
+        return None
+    _, name, type_ = parsed
+    scheduled = event.data.get("scheduled_time")
+    return RunState(type_, name, datetime.fromisoformat(scheduled) if scheduled else None)
+
+
+def evolve(state: RunState | None, event: Event) -> RunState | None:
     """The run's state after `event` (events that are not state changes leave it as it was).
 
     `flow-run.created` / `task-run.created` make a run Pending: the runtime folds the Pending
@@ -135,13 +156,30 @@ def evolve(state: RunState | None, event: StoredEvent) -> RunState | None:
     """
     if event.type in _CREATED:
         return RunState.named("Pending")
-    parsed = state_from_event_type(event.type)
-    if parsed is None:
-        return state
-    _, name, type_ = parsed
-    scheduled = event.data.get("scheduled_time")
-    return RunState(type_, name, datetime.fromisoformat(scheduled) if scheduled else None)
+    proposed = _proposed(event)
+    return state if proposed is None else proposed
 
 
-def fold(events: Iterable[StoredEvent], state: RunState | None = None) -> RunState | None:
+def fold(events: Iterable[Event], state: RunState | None = None) -> RunState | None:
     return reduce(evolve, events, state)
+
+
+def admissible(state: RunState | None, events: Iterable[E], now: datetime, kind: str) -> tuple[list[E], RunState | None]:
+    """The events to keep of a batch meant to follow `state`: the state changes of `kind`
+    (`flow-run`) that `decide` accepts in turn, and every other event; and the state after.
+
+    A writer whose stream another actor wrote to meanwhile uses this to drop what the rules
+    now refuse (a `Running` after someone else's `Cancelling`)."""
+    kept: list[E] = []
+    prefix = kind + "."
+    for event in events:
+        proposed = _proposed(event) if event.type.startswith(prefix) else None
+        if proposed is not None:
+            decision = decide(state, proposed, now)
+            if isinstance(decision, Rejected):
+                continue
+            state = proposed
+        elif event.type.startswith(prefix) and event.type in _CREATED:
+            state = RunState.named("Pending")
+        kept.append(event)
+    return kept, state

@@ -1,11 +1,13 @@
 """Errors of the read side.
 
     ProjectionError
-     ├── RunNotFound      (also a LookupError) no such flow run or task run
+     ├── RunNotFound      (also events.runs.RunNotFound, a LookupError) no such flow run or task run
      └── InvalidQuery     (also a ValueError) an argument a query cannot use
 """
 
 from __future__ import annotations
+
+from ledgerflow.events import runs as events_runs
 
 __all__ = ["InvalidQuery", "ProjectionError", "RunNotFound"]
 
@@ -14,10 +16,8 @@ class ProjectionError(Exception):
     pass
 
 
-class RunNotFound(ProjectionError, LookupError):
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run with id {run_id!r}")
-        self.run_id = run_id
+class RunNotFound(ProjectionError, events_runs.RunNotFound):
+    """No flow run or task run of that id in the read model."""
 
 
 class InvalidQuery(ProjectionError, ValueError):

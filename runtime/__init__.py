@@ -12,10 +12,11 @@ from ledgerflow.runtime.artifacts import (
 )
 from ledgerflow.runtime.cache import task_input_hash
 from ledgerflow.runtime.context import get_run_context
+from ledgerflow.runtime.execute import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
 from ledgerflow.runtime.flows import Flow, flow
 from ledgerflow.runtime.futures import TaskFuture, unmapped, wait
 from ledgerflow.runtime.logging import get_run_logger
-from ledgerflow.runtime.signals import Abort, Fail, ParameterValidationError, Pause
+from ledgerflow.runtime.signals import Abort, CancelledRun, Fail, ParameterValidationError, Pause
 from ledgerflow.runtime.states import Cancelled, Completed, Crashed, Failed, State, StateType
 from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
 from ledgerflow.runtime.tasks import Task, exponential_backoff, task
@@ -23,6 +24,7 @@ from ledgerflow.runtime.tasks import Task, exponential_backoff, task
 __all__ = [
     "Abort",
     "Cancelled",
+    "CancelledRun",
     "Completed",
     "Crashed",
     "Fail",
@@ -30,6 +32,8 @@ __all__ = [
     "Flow",
     "ParameterValidationError",
     "Pause",
+    "RunAlreadyClaimed",
+    "RunNotAdoptable",
     "State",
     "StateType",
     "Task",
@@ -39,6 +43,7 @@ __all__ = [
     "create_markdown_artifact",
     "create_progress_artifact",
     "create_table_artifact",
+    "execute_flow_run",
     "exponential_backoff",
     "flow",
     "get_run_context",

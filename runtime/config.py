@@ -1,4 +1,4 @@
-"""Where this process's runs write: the store (or API) and the result folder, set up once.
+"""Where this process's runs write: the log (store or API), results and cache, set up once.
 
 Opened lazily on the first flow run, from `LEDGERFLOW_*` settings; `ledgerflow.runtime.testing.harness`
 points them elsewhere.
@@ -11,10 +11,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledgerflow.events import EventStore, load_settings, open_store
+from ledgerflow.events import EventStore, Settings, load_settings, open_store
 from ledgerflow.runtime.cache import CacheIndex
+from ledgerflow.runtime.control import ControlWatcher
+from ledgerflow.runtime.eventlog import EventLog
 from ledgerflow.runtime.results import ResultStore
-from ledgerflow.runtime.writer import EventSink, EventWriter
+from ledgerflow.runtime.writer import EventWriter
 
 __all__ = ["Runtime", "current", "for_home", "install", "reset"]
 
@@ -24,11 +26,15 @@ class Runtime:
     writer: EventWriter
     results: ResultStore
     cache: CacheIndex
+    log: EventLog
+    """Where runs read the log: the store, or the API server."""
+    watcher: ControlWatcher
     store: EventStore | None
     """The store this process opened itself (None when the events go to an API server)."""
 
     def close(self) -> None:
         self.writer.close()
+        self.watcher.close()
         self.results.close()
         if self.store is not None:
             self.store.close()
@@ -43,7 +49,7 @@ def current() -> Runtime:
     if _current is None:
         with _lock:
             if _current is None:
-                _current = _from_settings()
+                _current = _from_settings(load_settings())
                 atexit.register(reset)
     return _current
 
@@ -63,17 +69,26 @@ def reset() -> None:
         previous.close()
 
 
-def _from_settings() -> Runtime:
-    settings = load_settings()
-    return for_home(Path(settings.home), settings.store_url, settings.api_url, settings.api_key)
+def _from_settings(settings: Settings) -> Runtime:
+    return for_home(Path(settings.home), settings.store_url, settings.api_url, settings.api_key,
+                    cancel_check_seconds=settings.cancel_check_seconds)
 
 
-def for_home(home: Path, store_url: str, api_url: str | None = None, api_key: str | None = None) -> Runtime:
+def for_home(
+    home: Path,
+    store_url: str,
+    api_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    cancel_check_seconds: float = 0.5,
+) -> Runtime:
     results, cache = ResultStore(home / "results"), CacheIndex(home / "cache")
+    store: EventStore | None = None
     if api_url:
-        from ledgerflow.runtime.remote import HttpEventSink  # only when talking to a server
+        from ledgerflow.runtime.remote import HttpEventLog  # only when talking to a server
 
-        sink: EventSink = HttpEventSink(api_url, api_key)
-        return Runtime(EventWriter(sink, before_append=results.sync), results, cache, None)
-    store = open_store(store_url)
-    return Runtime(EventWriter(store, before_append=results.sync), results, cache, store)
+        log: EventLog = HttpEventLog(api_url, api_key)
+    else:
+        store = log = open_store(store_url)
+    writer = EventWriter(log, before_append=results.sync)
+    return Runtime(writer, results, cache, log, ControlWatcher(log, cancel_check_seconds), store)

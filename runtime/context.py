@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from ledgerflow.runtime.config import Runtime
+    from ledgerflow.runtime.control import FlowRunControl
     from ledgerflow.runtime.flows import Flow
     from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
     from ledgerflow.runtime.tasks import Task, TaskRun
@@ -45,6 +46,7 @@ class FlowRunContext:
     meta: EventMeta
     log_prints: bool
     persist_result: bool | None
+    control: FlowRunControl
     occurrences: Counter[str] = field(default_factory=Counter)
     submitted: list[tuple[TaskRun, Future[Any]]] = field(default_factory=list)
     """Task runs handed to the task runner, so a crashing flow can account for those not started."""
@@ -56,11 +58,14 @@ class FlowRunContext:
     def __post_init__(self) -> None:
         self.flow_run_id = str(self.flow_run.id)
 
-    def emit(self, event_type: str, data: dict[str, Any]) -> None:
+    def emit(self, event_type: str, data: dict[str, Any]) -> UUID:
+        """Queue an event of this run for the writer; return its id."""
+        event_id = new_id()
         event = trusted(
-            NewEvent, {"type": event_type, "data": data, "id": new_id(), "meta": self.meta, "occurred": utcnow()}
+            NewEvent, {"type": event_type, "data": data, "id": event_id, "meta": self.meta, "occurred": utcnow()}
         )
         self.runtime.writer.emit(self.stream, event)
+        return event_id
 
 
 @dataclass

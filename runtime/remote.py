@@ -1,4 +1,5 @@
-"""The runtime's event sink when `LEDGERFLOW_API_URL` is set: batches go to `POST /api/events`.
+"""The runtime's log when `LEDGERFLOW_API_URL` is set: batches go to `POST /api/events`; a
+run's stream is read from `GET /api/streams/{stream}`, the feed from `GET /api/events`.
 
 Network errors and 5xx replies are retried with exponential backoff: appends are idempotent
 by event id, so a batch whose reply was lost is simply sent again. Refusals come back as the
@@ -13,22 +14,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
 
 from ledgerflow.events import (
     ConcurrencyConflict,
+    Cursor,
     EventStoreError,
     InvalidEvent,
     NewEvent,
+    Page,
     PayloadNotSerializable,
     StoredEvent,
     StoreUnavailable,
     StreamAppend,
 )
 
-__all__ = ["HttpEventSink"]
+__all__ = ["HttpEventLog"]
 
 
 def _event(event: NewEvent) -> dict[str, Any]:
@@ -41,8 +45,9 @@ def _event(event: NewEvent) -> dict[str, Any]:
     }
 
 
-class HttpEventSink:
-    """`append_streams` over HTTP, with the store's signature and return value."""
+class HttpEventLog:
+    """The store's `append_streams`, `read_stream`, `read_page` and `head` over HTTP, with the
+    store's signatures, return values and errors."""
 
     def __init__(
         self,
@@ -75,7 +80,34 @@ class HttpEventSink:
         reply = self._post(body)
         return [StoredEvent.model_validate(event) for event in reply["events"]]
 
+    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[StoredEvent]:
+        found: list[StoredEvent] = []
+        while True:
+            page = min(5000, limit - len(found)) if limit is not None else 5000
+            reply = self._request("GET", f"/api/streams/{quote(stream, safe='')}",
+                                  params={"from_version": from_version, "limit": page})
+            events = [StoredEvent.model_validate(e) for e in reply["events"]]
+            found += events
+            if len(events) < page or (limit is not None and len(found) >= limit):
+                return found
+            from_version = events[-1].stream_position + 1
+
+    def read_page(
+        self, after: str | Cursor | None = None, limit: int = 1000, types: Sequence[str] | None = None
+    ) -> Page:
+        params: dict[str, Any] = {"limit": min(limit, 5000), "type": list(types or [])}
+        if after is not None:
+            params["after"] = str(after)
+        reply = self._request("GET", "/api/events", params=params)
+        return Page([StoredEvent.model_validate(e) for e in reply["events"]], reply["next_after"])
+
+    def head(self) -> str:
+        return str(self._request("GET", "/health")["head"])
+
     def _post(self, body: bytes) -> dict[str, Any]:
+        return self._request("POST", "/api/events", content=body)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         backoff = self._first_backoff
         problem = "no attempt made"
         for attempt in range(self._attempts):
@@ -83,7 +115,7 @@ class HttpEventSink:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
             try:
-                response = self._client.post("/api/events", content=body)
+                response = self._client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
@@ -95,7 +127,7 @@ class HttpEventSink:
                 continue
             _raise(response)
         raise StoreUnavailable(
-            f"the API server at {self._client.base_url} did not take the batch after "
+            f"the API server at {self._client.base_url} did not answer {method} {path} after "
             f"{self._attempts} attempts ({problem})"
         )
 
@@ -117,4 +149,4 @@ def _raise(response: httpx.Response) -> None:
         raise ConcurrencyConflict(body.get("stream", "?"), body.get("expected", "?"), body.get("actual", -1))
     if response.status_code in (400, 413, 422):
         raise InvalidEvent(detail)
-    raise EventStoreError(f"the API server refused the batch (HTTP {response.status_code}): {detail}")
+    raise EventStoreError(f"the API server refused the request (HTTP {response.status_code}): {detail}")

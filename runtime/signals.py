@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Abort", "Fail", "ParameterValidationError", "Pause"]
+__all__ = ["Abort", "CancelledRun", "Fail", "ParameterValidationError", "Pause"]
 
 
 class Abort(Exception):
@@ -20,3 +20,7 @@ class Pause(Exception):
 
 class ParameterValidationError(TypeError):
     """A flow was called with parameters that do not match its signature's types."""
+
+
+class CancelledRun(Exception):
+    """The result of a run that was cancelled (`state.result()` of a Cancelled state)."""

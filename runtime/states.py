@@ -9,6 +9,7 @@ from uuid import UUID
 
 from ledgerflow.events.model import utcnow
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
+from ledgerflow.runtime.signals import CancelledRun
 
 __all__ = [
     "Cancelled",
@@ -40,7 +41,8 @@ class State:
                 raise self.exception
             return self.exception
         if self.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
-            error = RuntimeError(self.message or f"the run is {self.name}")
+            message = self.message or f"the run is {self.name}"
+            error: Exception = CancelledRun(message) if self.type == StateType.CANCELLED else RuntimeError(message)
             if raise_on_failure:
                 raise error
             return error

@@ -30,8 +30,9 @@ class ThreadPoolTaskRunner:
         """A runner of the same configuration for one flow run."""
         return ThreadPoolTaskRunner(self.max_workers)
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Wait for every submitted run to finish; or (`wait=False`) drop those not started."""
+    def shutdown(self, wait: bool = True, cancel_queued: bool = False) -> None:
+        """Wait for every submitted run to finish; drop those not started with `cancel_queued`
+        (or `wait=False`, which also returns at once)."""
         if self._executor is not None:
-            self._executor.shutdown(wait=wait, cancel_futures=not wait)
+            self._executor.shutdown(wait=wait, cancel_futures=cancel_queued or not wait)
             self._executor = None

@@ -15,11 +15,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ledgerflow.events.model import new_id, utcnow
-from ledgerflow.events.states import STATE_NAMES, StateType
+from ledgerflow.events.states import STATE_NAMES
+from ledgerflow.events.transitions import Accepted, Delayed, RunState, decide
 from ledgerflow.runtime.hashing import hash_inputs
 from ledgerflow.runtime.context import (
     FlowRunContext,
@@ -28,6 +29,7 @@ from ledgerflow.runtime.context import (
     flow_run_var,
     task_run_var,
 )
+from ledgerflow.runtime.control import run_cancellable
 from ledgerflow.runtime.futures import TaskFuture, unmapped
 from ledgerflow.runtime.logging import get_logger, run_logger
 from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
@@ -40,6 +42,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 RetryDelay = float | int | list[float] | Callable[[int], list[float]]
 _SCALARS = (int, float, str, bool, bytes, type(None))
+_PENDING = RunState.named("Pending")
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
@@ -136,13 +139,15 @@ class Task(Generic[P, R]):
         flow_run = flow_run_var.get()
         if flow_run is None:
             return self.fn(*args, **kwargs)  # outside a flow a task is a plain function call
+        flow_run.control.check()
         run = TaskRun(self, flow_run, self._bind(args, kwargs), wait_for)
         if self.is_async:
             return _finish_async(run, return_state)
-        return _finish(run_sync(run), return_state)
+        return _finish(run_sync(run), return_state, flow_run)
 
     def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> TaskFuture[R]:
         flow_run = _require_flow_run(self, "submit")
+        flow_run.control.check()
         run = TaskRun(self, flow_run, self._bind(args, kwargs), wait_for)
         driver = (lambda: asyncio.run(run_async(run))) if self.is_async else (lambda: run_sync(run))
         future = flow_run.task_runner.submit(driver)
@@ -193,12 +198,18 @@ def _require_flow_run(task_: Task[..., Any], verb: str) -> FlowRunContext:
     return flow_run
 
 
-def _finish(state: State, return_state: bool) -> Any:
+def _finish(state: State, return_state: bool, flow_run: FlowRunContext) -> Any:
+    """What a direct task call returns to the flow, unless the flow must stop now."""
+    flow_run.control.check()
     return state if return_state else state.result()
 
 
 async def _finish_async(run: TaskRun, return_state: bool) -> Any:
-    return _finish(await run_async(run), return_state)
+    state = await run_async(run)
+    if run.flow_run.control.stopping:
+        # In async code a stop unwinds as asyncio does it (gather and task groups expect that).
+        raise asyncio.CancelledError(run.flow_run.control.reason)
+    return state if return_state else state.result()
 
 
 @overload
@@ -248,6 +259,7 @@ class TaskRun:
         )
         self.info = RunInfo(self.task_run_id, self.name, self.parameters, task_.tags)
         self.cache_key: str | None = None
+        self.state: RunState | None = None
         self._started = time.perf_counter()
         self._record_created()
 
@@ -305,13 +317,34 @@ class TaskRun:
         if self.child is not None:
             data["child_flow_run_id"] = self.child
         self.flow_run.emit("task-run.created", data)
+        self.state = _PENDING
+
+    def _transition(self, name: str, **data: Any) -> bool:
+        """Write `task-run.<name>` if the rule book allows it (waiting out a short delay)."""
+        scheduled = data.get("scheduled_time")
+        proposed = RunState(STATE_NAMES[name], name, datetime.fromisoformat(scheduled) if scheduled else None)
+        decision = decide(self.state, proposed, utcnow())
+        if isinstance(decision, Delayed):  # woken a moment early from a retry delay
+            self.flow_run.control.wait((decision.until - utcnow()).total_seconds())
+            decision = decide(self.state, proposed, decision.until)
+        if not isinstance(decision, Accepted):
+            get_logger().debug("task run %r: %s not written: %s", self.name, name, getattr(decision, "reason", decision))
+            return False
+        self.state = proposed
+        data["state_type"] = proposed.type
+        data["state_name"] = name
+        self._emit(name, **data)
+        return True
 
     # decisions ------------------------------------------------------------------------------
 
     def begin(self) -> State | None:
-        """A final state if the run ends before calling the function (upstream failed, cached)."""
+        """A final state if the run ends before calling the function (the flow must stop,
+        an upstream failed, the cache has it)."""
+        if self.flow_run.control.stopping:
+            return self.cancelled()
         if self.upstream_failure is not None:
-            return self._fail(RuntimeError(self.upstream_failure), "Failed", hooks=True)
+            return self.fail(RuntimeError(self.upstream_failure), "Failed", hooks=True)
         if self.task.cache_key_fn is not None:
             context = self.context()
             self.cache_key = self.task.cache_key_fn(context, self.parameters)
@@ -322,13 +355,8 @@ class TaskRun:
                         value = self.flow_run.runtime.results.load_ref(record["result"])
                     except (FileNotFoundError, LookupError):
                         return None  # the stored result is gone: run for real
-                    self._emit(
-                        "Cached",
-                        state_type=StateType.COMPLETED,
-                        state_name="Cached",
-                        cache_key=self.cache_key,
-                        cached_from=record["task_run_id"],
-                        result=record["result"],
+                    self._transition(
+                        "Cached", cache_key=self.cache_key, cached_from=record["task_run_id"], result=record["result"],
                     )
                     return self._completed(value, "Cached")
         return None
@@ -340,25 +368,25 @@ class TaskRun:
 
     def running(self) -> None:
         self.attempt += 1
-        self._emit("Running", state_type=StateType.RUNNING, state_name="Running", attempt=self.attempt)
+        self._transition("Running", attempt=self.attempt)
 
     def succeeded(self, value: Any) -> State:
         if isinstance(value, State):
             if value.is_failed() or value.is_crashed() or value.is_cancelled():
-                return self._fail(value.exception or Fail(value.message or value.name), value.name, hooks=True)
+                return self.fail(value.exception or Fail(value.message or value.name), value.name, hooks=True)
             value = value.result()
         result = None
         persist = self.task.persist_result if self.task.persist_result is not None else self.flow_run.persist_result
         if persist is not False:
             result = self.flow_run.runtime.results.persist(value)
-        data: dict[str, Any] = {"state_type": StateType.COMPLETED, "state_name": "Completed", "attempt": self.attempt}
+        data: dict[str, Any] = {"attempt": self.attempt}
         if result is not None:
             data["result"] = result
         if self.cache_key:
             data["cache_key"] = self.cache_key
             if result is not None and result["persisted"]:
                 self.flow_run.runtime.cache.put(self.cache_key, str(self.task_run_id), result, self.task.cache_expiration)
-        self._emit("Completed", **data)
+        self._transition("Completed", **data)
         if not isinstance(value, _SCALARS):
             self.flow_run.produced_by[id(value)] = (self.task_run_id, value)
         return self._completed(value, "Completed")
@@ -378,14 +406,19 @@ class TaskRun:
                 "Task run failed with %s - Retry %d/%d will start in %.2f seconds",
                 error_message(error), self.attempt, self.task.retries, delay,
             )
-            self._emit("AwaitingRetry", state_type=StateType.SCHEDULED, state_name="AwaitingRetry",
-                       attempt=self.attempt, message=error_message(error), error=error_info(error), scheduled_time=due.isoformat())
+            self._transition("AwaitingRetry", attempt=self.attempt, message=error_message(error),
+                             error=error_info(error), scheduled_time=due.isoformat())
             return delay
-        return self._fail(error, name, hooks=True)
+        return self.fail(error, name, hooks=True)
 
     def crashed(self, error: BaseException) -> None:
-        self._emit("Crashed", state_type=StateType.CRASHED, state_name="Crashed", attempt=self.attempt,
-                   message=f"{type(error).__name__}", error=error_info(error))
+        self._transition("Crashed", attempt=self.attempt, message=f"{type(error).__name__}", error=error_info(error))
+
+    def cancelled(self, message: str | None = None) -> State:
+        """The run ends without (another) call: its flow run was told to stop."""
+        message = message or self.flow_run.control.reason or "the flow run was cancelled"
+        self._transition("Cancelled", attempt=max(self.attempt, 1), message=message)
+        return self._state("Cancelled", message=message)
 
     def _should_retry(self, error: Exception, name: str) -> bool:
         condition = self.task.retry_condition_fn
@@ -407,10 +440,9 @@ class TaskRun:
             delay = max(0.0, delay * (1 + random.uniform(-jitter, jitter)))
         return delay
 
-    def _fail(self, error: BaseException, name: str, hooks: bool) -> State:
+    def fail(self, error: BaseException, name: str, hooks: bool) -> State:
         run_logger(self.flow_run, self.info).error("Finished in state %s: %s", name, error_message(error))
-        self._emit(name, state_type=StateType.FAILED, state_name=name, attempt=max(self.attempt, 1),
-                   message=error_message(error), error=error_info(error))
+        self._transition(name, attempt=max(self.attempt, 1), message=error_message(error), error=error_info(error))
         self.flow_run.runtime.writer.nudge()
         state = self._state(name, exception=error, message=error_message(error))
         if hooks:
@@ -418,8 +450,7 @@ class TaskRun:
         return state
 
     def _paused(self, pause: Pause) -> State:
-        self._emit("Paused", state_type=StateType.PAUSED, state_name="Paused", attempt=max(self.attempt, 1),
-                   message=str(pause))
+        self._transition("Paused", attempt=max(self.attempt, 1), message=str(pause))
         return self._state("Paused", exception=pause, message=str(pause))
 
     def _completed(self, value: Any, name: str) -> State:
@@ -456,7 +487,8 @@ def run_sync(run: TaskRun) -> State:
             outcome = run.failed(error)
             if isinstance(outcome, State):
                 return outcome
-            time.sleep(outcome)
+            if run.flow_run.control.wait(outcome):
+                return run.cancelled()
             continue
         task_run_var.reset(token)
         return run.succeeded(value)
@@ -493,25 +525,28 @@ async def run_async(run: TaskRun) -> State:
     final = run.begin()
     if final is not None:
         return final
+    control = run.flow_run.control
     while True:
         run.running()
         token = task_run_var.set(run.context())
         try:
-            call = run.task.fn(**run.parameters)
-            if run.task.timeout_seconds is not None:
-                try:
-                    value = await asyncio.wait_for(call, run.task.timeout_seconds)
-                except TimeoutError:
-                    raise TaskTimeout(f"task run exceeded its timeout of {run.task.timeout_seconds} seconds") from None
-            else:
-                value = await call
-        except BaseException as error:  # noqa: BLE001 - every outcome is recorded
+            value = await run_cancellable(control, run.task.fn(**run.parameters), run.task.timeout_seconds)
+        except BaseException as raised:  # noqa: BLE001 - every outcome is recorded
             task_run_var.reset(token)
+            if isinstance(raised, asyncio.CancelledError) and control.stopping:
+                return run.cancelled()
+            error = raised
+            if isinstance(raised, TimeoutError) and run.task.timeout_seconds is not None:
+                error = TaskTimeout(f"task run exceeded its timeout of {run.task.timeout_seconds} seconds")
             outcome = run.failed(error)
             if isinstance(outcome, State):
                 return outcome
-            await asyncio.sleep(outcome)
+            try:
+                await run_cancellable(control, asyncio.sleep(outcome))
+            except asyncio.CancelledError:
+                if not control.stopping:
+                    raise
+                return run.cancelled()
             continue
         task_run_var.reset(token)
         return run.succeeded(value)
-

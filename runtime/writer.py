@@ -3,6 +3,12 @@ batches. `flush()` returns once everything emitted before it is committed.
 
 Writes are serialised by one lock (held while a batch is taken and appended), so a stream's
 events reach the log in the order they were emitted.
+
+A stream the writer `track`s (a flow run's, from its first event) is appended with the exact
+version the writer expects, which costs nothing extra (the store checks the head either way).
+If another writer appended to it meanwhile (a cancel, the crash monitor), the append conflicts:
+the writer reads what the other wrote, hands it to the stream's resolver (the run's engine),
+and appends what the resolver keeps: state changes `decide` now refuses are not written.
 """
 
 from __future__ import annotations
@@ -11,19 +17,18 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any
 
-from ledgerflow.events import NewEvent, StoredEvent, StoreUnavailable, StreamAppend
+from ledgerflow.events import ANY, ConcurrencyConflict, NewEvent, StoredEvent, StoreUnavailable, StreamAppend
+from ledgerflow.runtime.eventlog import EventSink
 
-__all__ = ["EventSink", "EventWriter"]
+__all__ = ["EventWriter", "Resolver"]
 
 _RETRIES = 8
+_CONFLICTS = 50
 
-
-class EventSink(Protocol):
-    """Where batches go: the event store itself, or the API server over HTTP."""
-
-    def append_streams(self, appends: list[StreamAppend]) -> list[StoredEvent]: ...
+Resolver = Callable[[list[StoredEvent], list[NewEvent]], list[NewEvent]]
+"""(events others appended, our pending events) -> the pending events still to append."""
 
 
 class EventWriter:
@@ -44,8 +49,22 @@ class EventWriter:
         self._wake = threading.Event()
         self._error: BaseException | None = None
         self._closed = False
+        self._versions: dict[str, int] = {}
+        self._resolvers: dict[str, Resolver] = {}
         self._thread = threading.Thread(target=self._run, name="ledgerflow-writer", daemon=True)
         self._thread.start()
+
+    def track(self, stream: str, version: int, resolver: Resolver) -> None:
+        """Append `stream` with exact versions from `version` on (0: it does not exist yet)."""
+        with self._write_lock:
+            self._versions[stream] = version
+            self._resolvers[stream] = resolver
+
+    def untrack(self, stream: str) -> None:
+        """Stop expecting versions of `stream` (call after the flush that ends its run)."""
+        with self._write_lock:
+            self._versions.pop(stream, None)
+            self._resolvers.pop(stream, None)
 
     def emit(self, stream: str, event: NewEvent) -> None:
         with self._lock:
@@ -108,12 +127,53 @@ class EventWriter:
         by_stream: dict[str, list[NewEvent]] = defaultdict(list)
         for stream, event in batch:
             by_stream[stream].append(event)
-        appends = [StreamAppend(stream, events) for stream, events in by_stream.items()]
+        for _ in range(_CONFLICTS):
+            appends = [StreamAppend(s, events, self._versions.get(s, ANY)) for s, events in by_stream.items() if events]
+            if not appends:
+                return
+            try:
+                stored = self._append_with_retries(appends)
+            except ConcurrencyConflict as conflict:
+                if conflict.stream not in self._versions:
+                    raise
+                by_stream[conflict.stream] = self._resolve(conflict.stream, by_stream[conflict.stream])
+                continue
+            self._advance(appends, stored)
+            return
+        raise StoreUnavailable(f"gave up appending after {_CONFLICTS} conflicting writes by others")
+
+    def _append_with_retries(self, appends: list[StreamAppend]) -> list[StoredEvent]:
         for attempt in range(_RETRIES):
             try:
-                self.sink.append_streams(appends)
-                return
+                return self.sink.append_streams(appends)
             except StoreUnavailable:
                 if attempt == _RETRIES - 1:
                     raise
                 time.sleep(min(0.05 * 2**attempt, 2.0))  # ids make the retry safe
+        raise AssertionError("unreachable")
+
+    def _advance(self, appends: list[StreamAppend], stored: list[StoredEvent]) -> None:
+        """Remember where each tracked stream is now."""
+        if len(stored) != sum(len(a.events) for a in appends):
+            for append in appends:  # a sink that does not say (a test double): stop expecting
+                self._versions.pop(append.stream, None)
+            return
+        versions = self._versions
+        for event in stored:
+            if event.stream in versions:
+                versions[event.stream] = event.stream_position
+
+    def _resolve(self, stream: str, pending: list[NewEvent]) -> list[NewEvent]:
+        """Another writer appended to `stream`: read it, let the resolver decide what stays."""
+        read_stream: Any = getattr(self.sink, "read_stream", None)
+        if read_stream is None:
+            raise ConcurrencyConflict(stream, self._versions[stream], -1)
+        foreign: list[StoredEvent] = read_stream(stream, self._versions[stream] + 1)
+        mine = {event.id for event in pending}
+        stored = {event.id for event in foreign}
+        # Our own events may already be there (a retried append whose reply was lost).
+        others = [event for event in foreign if event.id not in mine]
+        kept = [event for event in pending if event.id not in stored]
+        if foreign:
+            self._versions[stream] = foreign[-1].stream_position
+        return self._resolvers[stream](others, kept) if others else kept

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import anyio
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, ValidationError
@@ -24,9 +24,10 @@ from ledgerflow.api.schemas import AppendRequest, AppendResult, EventPage, event
 from ledgerflow.api.state import ServerState
 from ledgerflow.events import Cursor
 
-__all__ = ["router", "stream_router"]
+__all__ = ["router", "stream_router", "streams_router"]
 
 router = APIRouter(prefix="/api/events", tags=["events"])
+streams_router = APIRouter(prefix="/api/streams", tags=["events"], dependencies=[Depends(require(Scope.READ))])
 stream_router = APIRouter(prefix="/api/events", tags=["events"])
 
 TypeQuery = Annotated[
@@ -90,6 +91,19 @@ def read_events(
         query = EventQuery(types=type or (), stream=stream, resource=resource, since=since, until=until)
         page = read_page(store, query, cursor, limit)
     return OrjsonResponse({"events": [event_json(e) for e in page.events], "next_after": page.next_after})
+
+
+@streams_router.get("/{stream:path}", response_model=EventPage)
+def read_stream(
+    store: StoreDep,
+    stream: Annotated[str, Path(min_length=1, max_length=200)],
+    from_version: Annotated[int, Query(ge=1, le=2**62, description="First stream position to return")] = 1,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> OrjsonResponse:
+    """One stream's events in stream order, from `from_version` on (empty for an unknown stream)."""
+    events = store.read_stream(stream, from_version, limit)
+    next_after = events[-1].cursor if events else ""
+    return OrjsonResponse({"events": [event_json(e) for e in events], "next_after": next_after})
 
 
 @router.get(

@@ -25,14 +25,14 @@ from ledgerflow.events import (
     StreamAppend,
     open_store,
 )
-from ledgerflow.runtime.remote import HttpEventSink
+from ledgerflow.runtime.remote import HttpEventLog
 from tests.api.conftest import free_port, serving, settings_for, wait_until
 
 EXAMPLES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "examples").glob("*.py"))
 
 
 def test_sink_appends_like_the_store(server_url: str, store_url: str) -> None:
-    sink = HttpEventSink(server_url)
+    sink = HttpEventLog(server_url)
     event = NewEvent(type="demo.started", data={"rows": 3})
     stored = sink.append_streams([StreamAppend("demo-1", [event], "no stream")])
     assert [(e.id, e.stream, e.stream_position, e.data) for e in stored] == [(event.id, "demo-1", 1, {"rows": 3})]
@@ -52,7 +52,7 @@ def test_sink_appends_like_the_store(server_url: str, store_url: str) -> None:
 
 def test_sink_retries_until_the_server_is_up(tmp_path: Path, sqlite_url: str) -> None:
     port = free_port()
-    sink = HttpEventSink(f"http://127.0.0.1:{port}", attempts=200, first_backoff=0.01, max_backoff=0.05)
+    sink = HttpEventLog(f"http://127.0.0.1:{port}", attempts=200, first_backoff=0.01, max_backoff=0.05)
     event = NewEvent(type="demo.started")
     result: list[list[StoredEvent]] = []
     sender = threading.Thread(target=lambda: result.append(sink.append_streams([StreamAppend("late-1", [event])])))
@@ -62,7 +62,7 @@ def test_sink_retries_until_the_server_is_up(tmp_path: Path, sqlite_url: str) ->
         sender.join(30)
     sink.close()
     assert result and [e.id for e in result[0]] == [event.id]
-    gone = HttpEventSink(f"http://127.0.0.1:{free_port()}", attempts=3, first_backoff=0.01)
+    gone = HttpEventLog(f"http://127.0.0.1:{free_port()}", attempts=3, first_backoff=0.01)
     with pytest.raises(StoreUnavailable, match="3 attempts"):
         gone.append_streams([StreamAppend("late-1", [event])])
     gone.close()
@@ -112,7 +112,7 @@ def test_examples_run_unchanged_against_a_live_server(tmp_path: Path, make_serve
 def test_events_tail_follows_the_server_feed(tmp_path: Path, server_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
     env.update(LEDGERFLOW_HOME=str(tmp_path / "client"), LEDGERFLOW_API_URL=server_url)
-    sink = HttpEventSink(server_url)
+    sink = HttpEventLog(server_url)
     sink.append_streams([StreamAppend("old-1", [NewEvent(type="demo.old")])])
     with subprocess.Popen(
         [sys.executable, "-m", "ledgerflow.api", "events", "tail", "--follow", "--json", "-n", "1"],
@@ -135,7 +135,7 @@ def test_flow_runs_are_listed_through_the_server(tmp_path: Path, server_url: str
     from ledgerflow.api.cli_remote import remote_flow_runs
     from ledgerflow.events import load_settings
 
-    sink = HttpEventSink(server_url)
+    sink = HttpEventLog(server_url)
     for n, flow_name in enumerate(["etl", "report", "etl"]):
         run = f"r-{n}"
         sink.append_streams([StreamAppend(f"flow-run-{run}", [

@@ -68,7 +68,8 @@ def test_a_flow_run_is_one_stream_of_every_transition(runs: EventStore) -> None:
     ]
     created = payload(events[0], FlowRunCreated)
     assert created.flow_name == "adding" and created.parameters == {"a": 1, "b": 2}
-    assert created.entrypoint is not None and created.entrypoint.endswith("test_flows_and_tasks.py:adding")
+    assert created.entrypoint == "tests.runtime.test_flows_and_tasks:adding"  # importable: module form
+    assert created.working_dir is not None
     first, second = payload(events[2], TaskRunCreated), payload(events[5], TaskRunCreated)
     assert (first.task_name, first.occurrence, second.occurrence) == ("add", 0, 1)
     assert first.task_key.endswith("test_flows_and_tasks.add")

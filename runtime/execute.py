@@ -1,0 +1,145 @@
+"""Adopt a requested run: execute a `flow-run.Scheduled` run that someone else asked for.
+
+`execute_flow_run(id)` reads the run's stream, waits for its scheduled time, claims it by
+appending `flow-run.Pending` with the stream version it read (of two executors racing for one
+run exactly one claim is written; the other gets `RunAlreadyClaimed`), loads the flow from the
+recorded entrypoint and working directory, and runs it in this process with the recorded
+parameters, writing into the run's own stream.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+from typing import NoReturn
+from uuid import UUID
+
+from ledgerflow.events.model import utcnow
+from ledgerflow.events.runs import (
+    FlowRunHistory,
+    RunNotDue,
+    RunNotFound,
+    RunStateConflict,
+    propose_flow_run_state,
+    read_flow_run,
+)
+from ledgerflow.events.states import StateType
+from ledgerflow.events.transitions import RunState
+from ledgerflow.runtime import config
+from ledgerflow.runtime.entrypoints import EntrypointError, load_entrypoint
+from ledgerflow.runtime.flow_run import AdoptedRun, FlowRun
+from ledgerflow.runtime.signals import ParameterValidationError
+from ledgerflow.runtime.states import State
+
+__all__ = ["RunAlreadyClaimed", "RunNotAdoptable", "RunNotFound", "execute_flow_run"]
+
+_CLAIMABLE = frozenset({"Scheduled", "Late"})
+"""Requested runs waiting for an executor (AwaitingRetry is a live engine's own wait)."""
+
+
+class RunNotAdoptable(Exception):
+    """The run cannot be executed here: it is not waiting to run, or its flow cannot be loaded."""
+
+
+class RunAlreadyClaimed(RunNotAdoptable):
+    """Another executor claimed the run first."""
+
+
+def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: str | None = None) -> State:
+    """Execute the requested (Scheduled) run `flow_run_id` in this process; its final state.
+
+    With `wait=False` a run whose scheduled time has not come is refused instead of waited for.
+    Raises RunNotFound, RunAlreadyClaimed, RunNotAdoptable.
+    """
+    runtime = config.current()
+    run_id = UUID(str(flow_run_id)) if not isinstance(flow_run_id, UUID) else flow_run_id
+    history, claimed = _claim(runtime, run_id, wait, executor)
+    created = history.created
+    entrypoint = created.get("entrypoint")
+    if not entrypoint:
+        _give_back(runtime, history, claimed, "the run records no entrypoint to load its flow from")
+    try:
+        flow_ = load_entrypoint(entrypoint, created.get("working_dir"))
+    except EntrypointError as exc:
+        _give_back(runtime, history, claimed, str(exc))
+    from ledgerflow.runtime.flows import Flow
+
+    if not isinstance(flow_, Flow):
+        _give_back(runtime, history, claimed, f"{entrypoint} is a {type(flow_).__name__}, not a @flow")
+    try:
+        parameters = flow_.validated((), dict(created.get("parameters") or {}))
+    except ParameterValidationError as exc:
+        _give_back(runtime, history, claimed, str(exc))
+    adopted = AdoptedRun(
+        flow_run_id=run_id,
+        run_name=str(created.get("run_name") or f"{flow_.name}-{run_id.hex[-8:]}"),
+        version=claimed,
+        state=RunState.named("Pending"),
+        root_flow_run_id=UUID(str(created.get("root_flow_run_id") or run_id)),
+    )
+    run = FlowRun(flow_, parameters, adopted=adopted)
+    if flow_.is_async:
+        import asyncio
+
+        async def drive() -> State:
+            with run.guarded():
+                return await run.drive_async()
+
+        return asyncio.run(drive())
+    with run.guarded():
+        return run.drive_sync()
+
+
+def _claim(runtime: config.Runtime, run_id: UUID, wait: bool, executor: str | None) -> tuple[FlowRunHistory, int]:
+    """Move the run Scheduled -> Pending on the version we decided on (one versioned append:
+    of two executors exactly one wins); the run's history and version after the claim."""
+    who = executor or _executor()
+    while True:
+        history = read_flow_run(runtime.log, run_id)
+        state = history.state
+        if state is None or state.name not in _CLAIMABLE:
+            raise _not_claimable(run_id, state)
+        try:
+            claimed = propose_flow_run_state(
+                runtime.log, run_id, "Pending", message=f"claimed by {who}", data={"executor": who}, actor="executor",
+            )
+        except RunNotDue as due:
+            if not wait:
+                raise RunNotAdoptable(str(due)) from None
+            _sleep_until(due.until)
+            continue
+        except RunStateConflict:
+            raise _not_claimable(run_id, read_flow_run(runtime.log, run_id).state) from None
+        if claimed.stream_position != history.version + 1:
+            history = read_flow_run(runtime.log, run_id)  # someone wrote between our read and the claim
+        return history, claimed.stream_position
+
+
+def _not_claimable(run_id: UUID, state: RunState | None) -> RunNotAdoptable:
+    what = state.name if state else "not started"
+    kind = RunAlreadyClaimed if state is not None and state.type in (StateType.PENDING, StateType.RUNNING) else RunNotAdoptable
+    return kind(f"flow run {run_id} is {what}, not Scheduled: nothing to execute here")
+
+
+def _sleep_until(when: datetime) -> None:
+    import time
+
+    time.sleep(max(0.0, min((when - utcnow()).total_seconds(), 60.0)))
+
+
+def _executor() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _give_back(runtime: config.Runtime, history: FlowRunHistory, version: int, reason: str) -> NoReturn:
+    """The claim was ours but the flow cannot run: the run fails with the reason, visibly."""
+    try:
+        propose_flow_run_state(
+            runtime.log, history.flow_run_id, "Failed", message=reason, actor="executor",
+            data={"error": {"type": "RunNotAdoptable", "message": reason}},
+        )
+    except RunStateConflict:
+        pass  # someone else ended the run meanwhile (cancelled it): their word stands
+    raise RunNotAdoptable(reason)
+

@@ -1,0 +1,334 @@
+"""One flow run: its events, its context, its state as the rule book allows it, its outcome.
+
+A flow run writes `flow-run.created` (Pending from then), `flow-run.Running` per attempt and
+its outcome, with its task runs, logs and artifacts in between. Every state it writes is first
+accepted by `events.transitions.decide` on the run's state as the engine knows it, which
+includes what other actors wrote into the stream (runtime/control.py): a refused transition is
+not written, and a run told to stop (`Cancelling`) starts no more task runs and ends
+`Cancelled`.
+
+A flow called inside another flow is a subflow: a task run in the parent's stream stands for
+it, and the child's own stream names that task run. A run requested by someone else (a
+`flow-run.Scheduled` event) is adopted rather than created: see runtime/execute.py. When a
+flow call returns or raises, everything its run emitted has been committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from ledgerflow.events import EventMeta, NewEvent, StoredEvent
+from ledgerflow.events.model import new_id, utcnow
+from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
+from ledgerflow.events.transitions import Accepted, Delayed, RunState, admissible, fold
+from ledgerflow.runtime import config
+from ledgerflow.runtime.context import FlowRunContext, RunInfo, flow_run_var, task_run_var
+from ledgerflow.runtime.control import FlowRunCancelled, FlowRunControl, run_cancellable
+from ledgerflow.runtime.futures import TaskFuture
+from ledgerflow.runtime.logging import get_logger, run_logger, setup_for_runs
+from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
+from ledgerflow.runtime.signals import Abort, Pause
+from ledgerflow.runtime.states import State
+from ledgerflow.runtime.tasks import Task, TaskRun, TaskTimeout, call_with_timeout
+
+if TYPE_CHECKING:
+    from ledgerflow.runtime.flows import Flow
+
+__all__ = ["AdoptedRun", "FlowRun"]
+
+
+@dataclass(frozen=True)
+class AdoptedRun:
+    """A requested run this process has claimed (runtime/execute.py)."""
+
+    flow_run_id: UUID
+    run_name: str
+    version: int
+    """The stream's version right after the claim."""
+    state: RunState
+    root_flow_run_id: UUID
+
+
+class FlowRun:
+    """One call of a flow (or one adopted requested run)."""
+
+    def __init__(self, flow_: Flow[..., Any], parameters: dict[str, Any], adopted: AdoptedRun | None = None) -> None:
+        self.flow = flow_
+        self.parent = None if adopted else flow_run_var.get()
+        self.runtime = self.parent.runtime if self.parent else config.current()
+        self.flow_run_id = adopted.flow_run_id if adopted else new_id()
+        self.parameters = parameters
+        self.name = adopted.run_name if adopted else run_name(
+            flow_.flow_run_name, parameters, f"{flow_.name}-{self.flow_run_id.hex[-8:]}", "flow_run_name"
+        )
+        self.attempt = 0
+        if adopted:
+            root = adopted.root_flow_run_id
+        else:
+            root = self.parent.meta.correlation_id if self.parent else self.flow_run_id
+        log_prints = flow_.log_prints if flow_.log_prints is not None else bool(self.parent and self.parent.log_prints)
+        stream = flow_run_stream(self.flow_run_id)
+        self.control = FlowRunControl(stream, adopted.state if adopted else None, self.parent.control if self.parent else None)
+        self.context = FlowRunContext(
+            flow=flow_,
+            flow_run=RunInfo(self.flow_run_id, self.name, parameters, flow_.tags),
+            stream=stream,
+            runtime=self.runtime,
+            task_runner=flow_.task_runner.fresh(),
+            meta=EventMeta(correlation_id=root),
+            log_prints=log_prints,
+            persist_result=flow_.persist_result,
+            control=self.control,
+        )
+        self.parent_task: TaskRun | None = None
+        setup_for_runs()
+        self.runtime.writer.track(stream, adopted.version if adopted else 0, self._resolve)
+        self.runtime.watcher.watch(self.control)
+        if adopted is None:
+            self._record_created(root)
+
+    def _record_created(self, root: Any) -> None:
+        data: dict[str, Any] = {
+            "flow_run_id": str(self.flow_run_id),
+            "flow_name": self.flow.name,
+            "run_name": self.name,
+            "parameters": json_safe(self.parameters),
+            "tags": list(self.flow.tags),
+            "root_flow_run_id": str(root),
+        }
+        located = self.flow.entrypoint
+        if located is not None:
+            data["entrypoint"], data["working_dir"] = located
+        if self.flow.version:
+            data["flow_version"] = self.flow.version
+        if self.parent is not None:
+            stand_in = Task(self.flow.fn, name=self.flow.name, persist_result=False)
+            self.parent_task = TaskRun(stand_in, self.parent, self.parameters, None, child=str(self.flow_run_id))
+            self.parent_task.running()
+            data["parent_flow_run_id"] = str(self.parent.flow_run.id)
+            data["parent_task_run_id"] = str(self.parent_task.task_run_id)
+        self.control.own(self.context.emit("flow-run.created", data))
+        self.control.state = RunState.named("Pending")
+
+    def _transition(self, name: str, **data: Any) -> bool:
+        """Write `flow-run.<name>` if the rule book allows it now (waiting out a delay)."""
+        scheduled = data.get("scheduled_time")
+        when = datetime.fromisoformat(scheduled) if scheduled else None
+        while True:
+            decision = self.control.propose(name, utcnow(), when)
+            if not isinstance(decision, Delayed):
+                break
+            if self.control.wait((decision.until - utcnow()).total_seconds()):
+                decision = self.control.propose(name, utcnow(), when)
+                break
+        if not isinstance(decision, Accepted):
+            get_logger().debug("flow run %r: %s not written: %s", self.name, name, getattr(decision, "reason", decision))
+            return False
+        data.update(flow_run_id=str(self.flow_run_id), state_type=STATE_NAMES[name], state_name=name)
+        self.control.own(self.context.emit(f"flow-run.{name}", data))
+        return True
+
+    def _resolve(self, others: list[StoredEvent], pending: list[NewEvent]) -> list[NewEvent]:
+        """The writer found others' events in our stream: learn them, keep what is still allowed."""
+        self.control.observe(others)
+        history = self.runtime.log.read_stream(self.context.stream)
+        logged = fold(e for e in history if e.type.startswith("flow-run."))
+        kept, _ = admissible(logged, pending, utcnow(), "flow-run")
+        return kept
+
+    # -- driving ------------------------------------------------------------------------------
+
+    @contextmanager
+    def guarded(self) -> Iterator[None]:
+        """Run context set, SIGTERM turned into a crash, every event committed at the end."""
+        token = flow_run_var.set(self.context)
+        outer_task = task_run_var.set(None)
+        restore = _crash_on_sigterm() if self.parent is None else None
+        try:
+            yield
+        finally:
+            task_run_var.reset(outer_task)
+            flow_run_var.reset(token)
+            if restore is not None:
+                restore()
+            self.runtime.watcher.unwatch(self.control)
+            try:
+                self.runtime.writer.flush()
+            finally:
+                self.runtime.writer.untrack(self.context.stream)
+
+    def drive_sync(self) -> State:
+        while True:
+            if not self._running():
+                return self._stopped(None)
+            try:
+                value = self._call_sync()
+                value = self._settle(value)
+            except BaseException as error:  # noqa: BLE001 - every outcome is recorded
+                outcome = self._failed(error)
+                if isinstance(outcome, State):
+                    return outcome
+                self.control.wait(outcome)
+                continue
+            return self._succeeded(value)
+
+    async def drive_async(self) -> State:
+        while True:
+            if not self._running():
+                return self._stopped(None)
+            try:
+                value = await run_cancellable(self.control, self.flow.fn(**self.parameters), self.flow.timeout_seconds)
+                value = self._settle(value)
+            except BaseException as raised:  # noqa: BLE001 - every outcome is recorded
+                error = raised
+                if isinstance(raised, TimeoutError) and self.flow.timeout_seconds is not None:
+                    error = TaskTimeout(f"flow run exceeded its timeout of {self.flow.timeout_seconds} seconds")
+            else:
+                return self._succeeded(value)
+            if self.control.stopping:
+                await _let_cancelled_work_end(self.control)
+            outcome = self._failed(error)
+            if isinstance(outcome, State):
+                return outcome
+            await _sleep_unless_stopped(self.control, outcome)
+
+    def _running(self) -> bool:
+        """Start an attempt, unless the run must stop or the rules refuse it."""
+        if self.control.stopping:
+            return False
+        self.attempt += 1
+        return self._transition("Running", attempt=self.attempt)
+
+    def _call_sync(self) -> Any:
+        return call_with_timeout(self.flow.fn, self.parameters, self.flow.timeout_seconds, "flow run")
+
+    def _settle(self, value: Any) -> Any:
+        """Wait for submitted task runs; a returned future or state gives the flow its outcome."""
+        self.context.task_runner.shutdown()
+        if isinstance(value, TaskFuture):
+            return value.result()
+        if isinstance(value, list) and value and all(isinstance(v, TaskFuture) for v in value):
+            return [future.result() for future in value]
+        if isinstance(value, State):
+            return value.result()
+        return value
+
+    def _succeeded(self, value: Any) -> State:
+        if self.control.stopping:
+            return self._stopped(None)
+        data: dict[str, Any] = {"attempt": self.attempt}
+        if self.flow.persist_result is not False:
+            data["result"] = self.runtime.results.persist(value)
+        run_logger(self.context).info("Finished in state Completed")
+        if not self._transition("Completed", **data):
+            return self._stopped(None)
+        state = State(StateType.COMPLETED, "Completed", flow_run_id=self.flow_run_id, value=value)
+        if self.parent_task is not None:
+            self.parent_task.succeeded(value)
+        self._hooks(self.flow.on_completion_hooks, state)
+        return state
+
+    def _failed(self, error: BaseException) -> State | float:
+        if self.control.stopping or isinstance(error, FlowRunCancelled):
+            return self._stopped(error)
+        if not isinstance(error, Exception):
+            # The process is going: do not wait for submitted runs; those never started crash too.
+            self.context.task_runner.shutdown(wait=False)
+            for task_run, future in self.context.submitted:
+                if future.cancelled():
+                    task_run.crashed(error)
+            self._transition("Crashed", attempt=self.attempt, message=error_message(error), error=error_info(error))
+            state = State(StateType.CRASHED, "Crashed", error_message(error), flow_run_id=self.flow_run_id, exception=error)
+            self._hooks(self.flow.on_crashed_hooks, state)
+            if self.parent_task is not None:
+                self.parent_task.crashed(error)
+            raise error
+        self.context.task_runner.shutdown()
+        if isinstance(error, Pause):
+            self._transition("Paused", attempt=self.attempt, message=str(error))
+            if self.parent_task is not None:
+                self.parent_task.failed(error)
+            return State(StateType.PAUSED, "Paused", str(error), flow_run_id=self.flow_run_id, exception=error)
+        name = "TimedOut" if isinstance(error, TaskTimeout) else "Failed"
+        if self.attempt <= self.flow.retries and not isinstance(error, Abort):
+            due = utcnow() + timedelta(seconds=self.flow.retry_delay_seconds)
+            if self._transition("AwaitingRetry", attempt=self.attempt, message=error_message(error),
+                                error=error_info(error), scheduled_time=due.isoformat()):
+                return float(self.flow.retry_delay_seconds)
+        run_logger(self.context).error("Finished in state %s: %s", name, error_message(error))
+        self._transition(name, attempt=self.attempt, message=error_message(error), error=error_info(error))
+        state = State(STATE_NAMES[name], name, error_message(error), flow_run_id=self.flow_run_id, exception=error)
+        if self.parent_task is not None:
+            self.parent_task.fail(error, name, hooks=False)
+        self._hooks(self.flow.on_failure_hooks, state)
+        return state
+
+    def _stopped(self, error: BaseException | None) -> State:
+        """The run was told to stop (cancelled, or crashed by someone else's verdict): no task
+        run starts any more, running sync ones finish their call, the run ends Cancelled."""
+        runner = self.context.task_runner
+        runner.shutdown(wait=True, cancel_queued=True)
+        for task_run, future in self.context.submitted:
+            if future.cancelled():
+                task_run.cancelled()
+        reason = self.control.reason or (self.control.parent.reason if self.control.parent else None)
+        message = reason or (error_message(error) if error is not None and not isinstance(error, FlowRunCancelled) else "cancelled")
+        self._transition("Cancelled", attempt=max(self.attempt, 1), message=message)
+        logged = self.control.state
+        name = logged.name if logged is not None and logged.type in TERMINAL and logged.name != "Cancelled" else "Cancelled"
+        run_logger(self.context).warning("Finished in state %s: %s", name, message)
+        state = State(STATE_NAMES[name], name, message, flow_run_id=self.flow_run_id)
+        if self.parent_task is not None:
+            self.parent_task.cancelled(message)
+        self._hooks(self.flow.on_cancellation_hooks, state)
+        return state
+
+    def _hooks(self, hooks: list[Callable[..., Any]], state: State) -> None:
+        for hook in hooks:
+            try:
+                hook(self.flow, self.context.flow_run, state)
+            except Exception:  # noqa: BLE001 - a failing hook is logged, the outcome stands
+                get_logger().exception("hook %s of flow run %r failed", getattr(hook, "__name__", hook), self.name)
+
+
+async def _let_cancelled_work_end(control: FlowRunControl) -> None:
+    """Async task runs were cancelled: let them record that before the run records its end."""
+    unfinished = control.unfinished()
+    if unfinished:
+        await asyncio.wait(unfinished, timeout=10)
+
+
+async def _sleep_unless_stopped(control: FlowRunControl, seconds: float) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not control.stopping and (left := deadline - asyncio.get_running_loop().time()) > 0:
+        await asyncio.sleep(min(left, 0.05))
+
+
+class _Terminated(SystemExit):
+    pass
+
+
+def _crash_on_sigterm() -> Callable[[], None] | None:
+    """In the main thread, turn SIGTERM into an exception so the run can record its crash."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated(128 + signum)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, terminate)
+    return restore
