@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ledgerflow.api import cli_events, cli_keys, cli_projections, cli_runs, cli_server
+from ledgerflow.api import cli_control, cli_events, cli_keys, cli_projections, cli_runs, cli_server
 
 app = typer.Typer(
     name="ledgerflow",
@@ -15,6 +15,8 @@ app = typer.Typer(
 app.add_typer(cli_events.app, name="events")
 app.add_typer(cli_server.app, name="server")
 app.add_typer(cli_keys.app, name="api-key")
+cli_runs.app.command("cancel")(cli_control.cancel)
+cli_runs.app.command("execute")(cli_control.execute)
 app.add_typer(cli_runs.app, name="flow-run")
 app.add_typer(cli_projections.app, name="projections")
 app.command("stats")(cli_runs.stats)

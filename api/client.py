@@ -10,6 +10,7 @@ import httpx
 import orjson
 
 from ledgerflow.events import EventStoreError, StoredEvent, StoreUnavailable
+from ledgerflow.events.runs import RunNotFound, RunStateConflict
 from ledgerflow.projections.models import FlowRunPage
 
 __all__ = ["ApiClient", "ApiError"]
@@ -49,6 +50,20 @@ class ApiClient:
             if params.get(name) is not None:
                 params[name] = params[name].isoformat()
         return FlowRunPage.model_validate(self._get("/api/flow-runs", params))
+
+    def cancel_flow_run(self, run_id: str, message: str | None = None) -> str:
+        """`POST /api/flow-runs/{id}/cancel`; the state name the run is now in."""
+        try:
+            response = self.http.post(f"/api/flow-runs/{run_id}/cancel", json={"message": message})
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"the API server at {self.http.base_url} cannot be reached: {exc}") from exc
+        if response.status_code == 404:
+            raise RunNotFound(run_id)
+        if response.status_code == 409:
+            raise RunStateConflict(_detail(response))
+        if response.status_code != 200:
+            raise ApiError(f"HTTP {response.status_code}: {_detail(response)}")
+        return str(orjson.loads(response.content)["type"]).partition(".")[2]
 
     def read_events(
         self, after: str | None = None, limit: int = 100, types: Sequence[str] | None = None, last: int | None = None

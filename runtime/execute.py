@@ -95,11 +95,13 @@ def _claim(runtime: config.Runtime, run_id: UUID, wait: bool, executor: str | No
     """Move the run Scheduled -> Pending on the version we decided on (one versioned append:
     of two executors exactly one wins); the run's history and version after the claim."""
     who = executor or _executor()
+    waiting_since: int | None = None
     while True:
         history = read_flow_run(runtime.log, run_id)
         state = history.state
         if state is None or state.name not in _CLAIMABLE:
-            raise _not_claimable(run_id, state)
+            raise _lost_or_not_claimable(run_id, history, waiting_since)
+        waiting_since = waiting_since or history.version
         try:
             claimed = propose_flow_run_state(
                 runtime.log, run_id, "Pending", message=f"claimed by {who}", data={"executor": who}, actor="executor",
@@ -110,16 +112,24 @@ def _claim(runtime: config.Runtime, run_id: UUID, wait: bool, executor: str | No
             _sleep_until(due.until)
             continue
         except RunStateConflict:
-            raise _not_claimable(run_id, read_flow_run(runtime.log, run_id).state) from None
+            raise _lost_or_not_claimable(run_id, read_flow_run(runtime.log, run_id), waiting_since) from None
         if claimed.stream_position != history.version + 1:
             history = read_flow_run(runtime.log, run_id)  # someone wrote between our read and the claim
         return history, claimed.stream_position
 
 
+def _lost_or_not_claimable(run_id: UUID, history: FlowRunHistory, waiting_since: int | None) -> RunNotAdoptable:
+    """Someone else's claim since we found the run waiting means we lost the race."""
+    if waiting_since is not None and any(e.type == "flow-run.Pending" for e in history.events[waiting_since:]):
+        return RunAlreadyClaimed(f"flow run {run_id} was claimed by another executor first")
+    return _not_claimable(run_id, history.state)
+
+
 def _not_claimable(run_id: UUID, state: RunState | None) -> RunNotAdoptable:
+    if state is not None and state.type in (StateType.PENDING, StateType.RUNNING):
+        return RunAlreadyClaimed(f"flow run {run_id} is {state.name}: another executor claimed it")
     what = state.name if state else "not started"
-    kind = RunAlreadyClaimed if state is not None and state.type in (StateType.PENDING, StateType.RUNNING) else RunNotAdoptable
-    return kind(f"flow run {run_id} is {what}, not Scheduled: nothing to execute here")
+    return RunNotAdoptable(f"flow run {run_id} is {what}, not Scheduled: nothing to execute here")
 
 
 def _sleep_until(when: datetime) -> None:

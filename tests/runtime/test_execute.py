@@ -1,0 +1,158 @@
+"""Adopting requested runs: a `flow-run.Scheduled` run executed by whoever claims it first."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ledgerflow.events import EventStore
+from ledgerflow.events.model import utcnow
+from ledgerflow.events.runs import RunNotFound, cancel_flow_run, read_flow_run, request_flow_run
+from ledgerflow.runtime import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
+from ledgerflow.runtime.entrypoints import EntrypointError, entrypoint_of, load_entrypoint
+from tests.runtime import sample_flows
+from tests.runtime.conftest import run_events
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def request(store: EventStore, entrypoint: str, working_dir: Path | str = REPO, **kwargs: object) -> str:
+    scheduled = request_flow_run(
+        store, flow_name=entrypoint.rpartition(":")[2], entrypoint=entrypoint, working_dir=str(working_dir), **kwargs,  # type: ignore[arg-type]
+    )
+    return str(scheduled.data["flow_run_id"])
+
+
+def test_a_requested_run_is_executed_in_its_own_stream_with_its_parameters(runs: EventStore) -> None:
+    run_id = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 40, "b": 2})
+    state = execute_flow_run(run_id)
+    assert state.is_completed() and state.result() == 42
+    types = [e.type for e in run_events(runs, run_id)]
+    assert types == ["flow-run.created", "flow-run.Scheduled", "flow-run.Pending", "flow-run.Running", "log.emitted",
+                     "flow-run.Completed"]
+    assert str(state.flow_run_id) == run_id
+
+
+def test_a_file_entrypoint_relative_to_the_working_directory_loads_from_elsewhere(
+    runs: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "flows").mkdir(parents=True)
+    (project / "helpers.py").write_text("FACTOR = 3\n")
+    (project / "flows" / "etl.py").write_text(
+        "import sys\n"
+        "sys.path.insert(0, str(__import__('pathlib').Path(__file__).parents[1]))\n"
+        "from helpers import FACTOR\n"
+        "from ledgerflow import flow\n"
+        "@flow\n"
+        "def etl(n: int) -> int:\n"
+        "    return n * FACTOR\n"
+    )
+    monkeypatch.chdir(tmp_path)  # somewhere else than the project
+    run_id = request(runs, "flows/etl.py:etl", working_dir=project, parameters={"n": 5})
+    assert execute_flow_run(run_id).result() == 15
+
+
+def test_a_run_scheduled_for_later_waits_for_its_time(runs: EventStore) -> None:
+    due = utcnow() + timedelta(seconds=1)
+    run_id = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1}, scheduled_time=due)
+    with pytest.raises(RunNotAdoptable, match="scheduled for"):
+        execute_flow_run(run_id, wait=False)
+    assert execute_flow_run(run_id).is_completed()
+    running = next(e for e in run_events(runs, run_id) if e.type == "flow-run.Running")
+    assert running.recorded >= due
+
+
+def test_two_executors_racing_for_one_run_run_it_once(runs: EventStore) -> None:
+    for _ in range(5):
+        # Both wait for the scheduled time, then claim at once.
+        due = utcnow() + timedelta(seconds=0.3)
+        run_id = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1}, scheduled_time=due)
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def execute() -> None:
+            barrier.wait()
+            try:
+                outcomes.append(execute_flow_run(run_id).name)
+            except RunAlreadyClaimed:
+                outcomes.append("lost")
+
+        threads = [threading.Thread(target=execute) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["Completed", "lost"]
+        types = [e.type for e in run_events(runs, run_id)]
+        assert types.count("flow-run.Pending") == 1 and types.count("flow-run.Running") == 1
+
+
+def test_what_cannot_be_executed_is_refused_clearly(runs: EventStore) -> None:
+    with pytest.raises(RunNotFound):
+        execute_flow_run("01a2b3c4-0000-7000-8000-000000000000")
+    finished = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1})
+    execute_flow_run(finished)
+    with pytest.raises(RunNotAdoptable, match="is Completed, not Scheduled"):
+        execute_flow_run(finished)
+    cancelled = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1})
+    cancel_flow_run(runs, cancelled)
+    with pytest.raises(RunNotAdoptable, match="Cancelled"):
+        execute_flow_run(cancelled)
+    # The claim succeeds but the flow cannot be loaded: the run fails, saying why.
+    gone = request(runs, "tests.runtime.no_such_module:etl", parameters={})
+    with pytest.raises(RunNotAdoptable, match="cannot import module"):
+        execute_flow_run(gone)
+    history = read_flow_run(runs, gone)
+    assert history.state is not None and history.state.name == "Failed"
+    assert "no_such_module" in history.events[-1].data["message"]
+    wrong = request(runs, "tests.runtime.sample_flows:add", parameters={"a": "not a number"})
+    with pytest.raises(RunNotAdoptable, match="invalid parameters"):
+        execute_flow_run(wrong)
+
+
+def test_entrypoints_round_trip() -> None:
+    located = entrypoint_of(sample_flows.add.fn)
+    assert located is not None and located.entrypoint == "tests.runtime.sample_flows:add"
+    assert load_entrypoint(located.entrypoint, located.working_dir) is sample_flows.add
+    with pytest.raises(EntrypointError, match="has no 'nope'"):
+        load_entrypoint("tests.runtime.sample_flows:nope")
+    with pytest.raises(EntrypointError, match="does not exist"):
+        load_entrypoint("missing/file.py:etl", "/nowhere")
+    with pytest.raises(EntrypointError, match="must look like"):
+        load_entrypoint("no-colon")
+
+
+def test_a_script_run_records_a_path_that_another_process_can_load(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "job.py").write_text(
+        "from ledgerflow import flow\n"
+        "@flow\n"
+        "def job(x: int = 2) -> int:\n"
+        "    return x * 10\n"
+        "if __name__ == '__main__':\n"
+        "    job()\n"
+    )
+    env = {**os.environ, "LEDGERFLOW_HOME": str(tmp_path / "home")}
+    for name in ("LEDGERFLOW_DATABASE_URL", "LEDGERFLOW_API_URL"):
+        env.pop(name, None)
+    subprocess.run([sys.executable, "job.py"], cwd=project, env=env, check=True, capture_output=True, timeout=120)
+    check = (
+        "from ledgerflow.events import open_store\n"
+        "from ledgerflow.runtime.entrypoints import load_entrypoint\n"
+        f"store = open_store('sqlite:///{tmp_path / 'home' / 'ledgerflow.db'}')\n"
+        "(created,) = store.read_all(types=['flow-run.created'])\n"
+        "print(created.data['entrypoint'])\n"
+        "print(load_entrypoint(created.data['entrypoint'], created.data['working_dir']).fn(x=4))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["job.py:job", "40"]
