@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 from uuid import UUID
 
 from ledgerflow.events.model import utcnow
@@ -55,7 +55,7 @@ def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: st
     runtime = config.current()
     run_id = UUID(str(flow_run_id)) if not isinstance(flow_run_id, UUID) else flow_run_id
     history, claimed = _claim(runtime, run_id, wait, executor)
-    created = history.created
+    created = _request_of(history)
     entrypoint = created.get("entrypoint")
     if not entrypoint:
         _give_back(runtime, history, claimed, "the run records no entrypoint to load its flow from")
@@ -78,7 +78,7 @@ def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: st
         state=RunState.named("Pending"),
         root_flow_run_id=UUID(str(created.get("root_flow_run_id") or run_id)),
     )
-    run = FlowRun(flow_, parameters, adopted=adopted)
+    run = FlowRun(flow_, parameters, adopted=adopted, record_created=not history.created)
     if flow_.is_async:
         import asyncio
 
@@ -89,6 +89,19 @@ def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: st
         return asyncio.run(drive())
     with run.guarded():
         return run.drive_sync()
+
+
+_REQUEST_FIELDS = ("entrypoint", "working_dir", "parameters", "replay_of", "deployment_id", "work_pool")
+
+
+def _request_of(history: FlowRunHistory) -> dict[str, Any]:
+    """What to run: the run's `flow-run.created`, with what its latest `flow-run.Scheduled`
+    says about the request (a scheduler or API client may put it there alone)."""
+    request = dict(history.created)
+    scheduled = next((e for e in reversed(history.events) if e.type == "flow-run.Scheduled"), None)
+    if scheduled is not None:
+        request.update({k: scheduled.data[k] for k in _REQUEST_FIELDS if scheduled.data.get(k) is not None})
+    return request
 
 
 def _claim(runtime: config.Runtime, run_id: UUID, wait: bool, executor: str | None) -> tuple[FlowRunHistory, int]:

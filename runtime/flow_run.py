@@ -61,7 +61,12 @@ class AdoptedRun:
 class FlowRun:
     """One call of a flow (or one adopted requested run)."""
 
-    def __init__(self, flow_: Flow[..., Any], parameters: dict[str, Any], adopted: AdoptedRun | None = None) -> None:
+    def __init__(
+        self, flow_: Flow[..., Any], parameters: dict[str, Any], adopted: AdoptedRun | None = None,
+        *, record_created: bool = True,
+    ) -> None:
+        """`adopted`: run that requested run instead of creating one; `record_created=False`
+        when its stream already has its `flow-run.created`."""
         self.flow = flow_
         self.parent = None if adopted else flow_run_var.get()
         self.runtime = self.parent.runtime if self.parent else config.current()
@@ -93,10 +98,10 @@ class FlowRun:
         setup_for_runs()
         self.runtime.writer.track(stream, adopted.version if adopted else 0, self._resolve)
         self.runtime.watcher.watch(self.control)
-        if adopted is None:
-            self._record_created(root)
+        if record_created:
+            self._record_created(root, adopted is not None)
 
-    def _record_created(self, root: Any) -> None:
+    def _record_created(self, root: Any, adopted: bool = False) -> None:
         data: dict[str, Any] = {
             "flow_run_id": str(self.flow_run_id),
             "flow_name": self.flow.name,
@@ -117,7 +122,8 @@ class FlowRun:
             data["parent_flow_run_id"] = str(self.parent.flow_run.id)
             data["parent_task_run_id"] = str(self.parent_task.task_run_id)
         self.control.own(self.context.emit("flow-run.created", data))
-        self.control.state = RunState.named("Pending")
+        if not adopted:
+            self.control.state = RunState.named("Pending")
 
     def _transition(self, name: str, **data: Any) -> bool:
         """Write `flow-run.<name>` if the rule book allows it now (waiting out a delay)."""

@@ -156,3 +156,21 @@ def test_a_script_run_records_a_path_that_another_process_can_load(tmp_path: Pat
                             timeout=120)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.split() == ["job.py:job", "40"]
+
+
+def test_a_scheduled_event_alone_can_request_a_run(runs: EventStore) -> None:
+    """An API client may append only `flow-run.Scheduled`, naming what to run in it."""
+    from uuid import uuid4
+
+    from ledgerflow.events import NO_STREAM, NewEvent
+
+    run_id = str(uuid4())
+    runs.append(f"flow-run-{run_id}", [NewEvent(type="flow-run.Scheduled", data={
+        "flow_run_id": run_id, "state_type": "SCHEDULED", "state_name": "Scheduled",
+        "entrypoint": "tests.runtime.sample_flows:add", "working_dir": str(REPO), "parameters": {"a": 7},
+    })], NO_STREAM)
+    assert execute_flow_run(run_id).result() == 8
+    events = run_events(runs, run_id)
+    created = next(e for e in events if e.type == "flow-run.created")
+    assert created.data["flow_name"] == "add" and created.data["entrypoint"] == "tests.runtime.sample_flows:add"
+    assert [e.type for e in events][-1] == "flow-run.Completed"
