@@ -48,10 +48,13 @@ class RunAlreadyClaimed(RunNotAdoptable):
     """Another executor claimed the run first."""
 
 
-def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: str | None = None) -> State:
+def execute_flow_run(
+    flow_run_id: str | UUID, *, wait: bool = True, executor: str | None = None, chdir: bool = False
+) -> State:
     """Execute the requested (Scheduled) run `flow_run_id` in this process; its final state.
 
     With `wait=False` a run whose scheduled time has not come is refused instead of waited for.
+    With `chdir=True` (a process of its own) the run works in its recorded working directory.
     Raises RunNotFound, RunAlreadyClaimed, RunNotAdoptable.
     """
     runtime = config.current()
@@ -61,8 +64,14 @@ def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: st
     entrypoint = created.get("entrypoint")
     if not entrypoint:
         _give_back(runtime, history, claimed, "the run records no entrypoint to load its flow from")
+    working_dir = created.get("working_dir")
+    if chdir and working_dir:
+        try:
+            os.chdir(working_dir)
+        except OSError as exc:
+            _give_back(runtime, history, claimed, f"cannot work in {working_dir}: {exc}")
     try:
-        flow_ = load_entrypoint(entrypoint, created.get("working_dir"))
+        flow_ = load_entrypoint(entrypoint, working_dir)
     except EntrypointError as exc:
         _give_back(runtime, history, claimed, str(exc))
     from ledgerflow.runtime.flows import Flow
