@@ -34,7 +34,7 @@ def test_a_project_with_component_named_modules_runs_flows_and_the_cli(tmp_path:
     for name in ("runtime", "projections", "notifications"):
         (project / f"{name}.py").write_text(f"NAME = {name!r}\n")
     (project / "flow.py").write_text(FLOW)
-    env = {**os.environ, "LEDGERFLOW_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "LEDGERFLOW_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     env.pop("LEDGERFLOW_DATABASE_URL", None)
     env.pop("LEDGERFLOW_API_URL", None)
 

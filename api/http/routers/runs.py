@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledgerflow.api.cancel import cancel_flow_run
-from ledgerflow.api.deps import ReadModelDep, StoreDep, require
+from ledgerflow.api.http.deps import ReadModelDep, StoreDep, require
 from ledgerflow.api.keys import Scope
-from ledgerflow.api.schemas import EventOut, event_json
+from ledgerflow.api.http.schemas import EventOut, event_json
 from ledgerflow.projections import queries
 from ledgerflow.projections.models import (
     AnalyticsReport,

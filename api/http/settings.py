@@ -1,4 +1,5 @@
-"""The API server's own settings: where it listens and whether it asks for API keys.
+"""The API server's own settings: where it listens, whether it asks for API keys, what runs
+inside it.
 
 `LEDGERFLOW_AUTH=on|off`; unset, auth is on whenever the server binds to anything but loopback.
 """
@@ -23,11 +24,13 @@ class ApiSettings(BaseModel):
     port: int = 4300
     auth: bool = False
     max_body_bytes: int = 16 * 1024 * 1024
-    run_projections: bool = True
-    """Run the projection runner in this process (the server does; tests may not)."""
     heartbeat_seconds: float = 15.0
     feed_window: int = 20_000
     """Newest events the feed keeps in memory for live clients; others read the log."""
+
+    # The background services this process runs (api/http/services.py); tests turn them off.
+    run_projections: bool = True
+    """Keep the projections current with the log (the read model never catches up in a GET)."""
 
 
 def is_loopback(host: str) -> bool:

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
 from ledgerflow.api.cancel import RunStateConflict
-from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.events import (
     ConcurrencyConflict,
     CorruptEvent,

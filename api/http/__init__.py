@@ -1,0 +1,14 @@
+"""The HTTP server: `app.create_app(settings, api)` builds it.
+
+    app.py          the composition root: middleware, routers, and the lifespan that
+                    opens the `ServerState` and runs the background services
+    services.py     what runs in the background (`services(state, api)`), each a `Service`
+    state.py        what requests need while the process runs (store, read model, keys, ...)
+    settings.py     the server's own settings (bind address, auth, services to run)
+    middleware.py   body size limit and request timing
+    deps.py         `Annotated` dependency aliases and the API-key check
+    errors.py       domain errors to HTTP status codes, in one place
+    routers/        the endpoints: events (ingest, reads, SSE/WebSocket), runs, system
+    feed.py, event_query.py, contract.py, schemas.py, responses.py, openapi.py, metrics.py
+                    what those endpoints stand on
+"""
