@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ledgerflow.api.cli.console import fail, out
-from ledgerflow.api.http.settings import load_api_settings
+from ledgerflow.api.http.settings import is_loopback, load_api_settings
 from ledgerflow.events import StoreUnavailable, load_settings
 
 app = typer.Typer(help="Run the API server.", no_args_is_help=True)
@@ -36,6 +36,11 @@ def start(
         f"ledgerflow server on http://{host}:{port} (store: {settings.store_url.split('@')[-1]}, "
         f"auth: {'on' if api.auth else 'off'})"
     )
+    if not is_loopback(host) and not api.allowed_hosts:
+        out.print(
+            "[dim]requests must name this server as localhost or by its bind address; list the "
+            "names clients use for it in LEDGERFLOW_ALLOWED_HOSTS[/]"
+        )
     options = {"host": host, "port": port, "log_level": log_level, "ws": "websockets-sansio"}
     try:
         if workers == 1:

@@ -4,7 +4,8 @@
                     opens the `ServerState` and runs the background services
     services.py     what runs in the background (`services(state, api)`), each a `Service`
     state.py        what requests need while the process runs (store, read model, keys, ...)
-    settings.py     the server's own settings (bind address, auth, services to run)
+    settings.py     the server's own settings (bind address, auth, allowed hosts and origins)
+    security.py     Host allow-list, origin check and JSON-only writes (CSRF, DNS rebinding)
     middleware.py   body size limit and request timing
     deps.py         `Annotated` dependency aliases and the API-key check
     errors.py       domain errors to HTTP status codes, in one place

@@ -21,6 +21,7 @@ from ledgerflow.api.http.openapi import publish_body_schemas
 from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.api.http.routers import events, runs, system
 from ledgerflow.api.http.schemas import AppendRequest
+from ledgerflow.api.http.security import install_security
 from ledgerflow.api.http.services import services
 from ledgerflow.api.http.settings import ApiSettings, load_api_settings
 from ledgerflow.api.http.state import ServerState
@@ -66,6 +67,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     publish_body_schemas(app, [AppendRequest])
     # Each middleware added wraps the ones before it: the request timer sees every request.
     app.add_middleware(BodyLimit, limit=api.max_body_bytes)
+    install_security(app, api)
     app.add_middleware(RequestTimer, histogram=metrics.latency)
     return app
 
