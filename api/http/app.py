@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI
 
+from ledgerflow.api.http.docs import install_docs
 from ledgerflow.api.http.errors import install_error_handlers
 from ledgerflow.api.http.metrics import Metrics
 from ledgerflow.api.http.middleware import BodyLimit, RequestTimer
@@ -60,10 +61,13 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: docs.py serves them
+        redoc_url=None,
     )
     install_error_handlers(app)
     for router in (system.router, events.router, events.stream_router, runs.router, runs.write_router, runs.analytics_router):
         app.include_router(router)
+    install_docs(app, _TITLE)
     publish_body_schemas(app, [AppendRequest])
     # Each middleware added wraps the ones before it: the request timer sees every request.
     app.add_middleware(BodyLimit, limit=api.max_body_bytes)
