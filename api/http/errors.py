@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.events import (
     ConcurrencyConflict,
     CorruptEvent,

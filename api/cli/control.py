@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from ledgerflow.api.cli_runs import STATE_STYLES
-from ledgerflow.api.client import ApiClient
-from ledgerflow.api.console import err, fail, out
-from ledgerflow.api.context import opened_store
+from ledgerflow.api.cli.client import ApiClient
+from ledgerflow.api.cli.console import err, fail, out
+from ledgerflow.api.cli.context import opened_store
+from ledgerflow.api.cli.runs import STATE_STYLES
 from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.runs import RunNotFound, RunStateConflict, cancel_flow_run
 

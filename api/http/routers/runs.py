@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledgerflow.api.deps import ReadModelDep, StoreDep, require
+from ledgerflow.api.http.deps import ReadModelDep, StoreDep, require
+from ledgerflow.api.http.schemas import EventOut, event_json
 from ledgerflow.api.keys import Scope
-from ledgerflow.api.schemas import EventOut, event_json
 from ledgerflow.events.runs import cancel_flow_run
 from ledgerflow.projections import queries
 from ledgerflow.projections.models import (
