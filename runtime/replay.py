@@ -23,18 +23,47 @@ from typing import Any, NamedTuple
 
 from ledgerflow.events import StoredEvent
 from ledgerflow.events.payloads import flow_run_stream
-from ledgerflow.events.runs import RunNotFound, read_flow_run, request_flow_run
+from ledgerflow.events.runs import RunNotFound, RunStateConflict, read_flow_run, request_flow_run
 from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
 from ledgerflow.runtime.eventlog import EventLog
 
-__all__ = ["Prior", "ReplayError", "ReplayOptions", "ReplayPlan", "Verdict", "plan_replay", "request_replay"]
+__all__ = [
+    "Prior",
+    "ReplayError",
+    "ReplayOptions",
+    "ReplayPlan",
+    "RunNotFinished",
+    "RunNotReplayable",
+    "UnknownRun",
+    "Verdict",
+    "plan_replay",
+    "request_replay",
+]
 
 _log = logging.getLogger("ledgerflow.runs")
 _REUSABLE = frozenset({"Completed", "Cached", "Reused"})
 
 
 class ReplayError(Exception):
-    """The run cannot be replayed (unknown, still running, no entrypoint)."""
+    """The run cannot be replayed.
+
+        ReplayError
+        ├── UnknownRun          (also RunNotFound) no such run
+        ├── RunNotFinished      (also RunStateConflict) it is still scheduled or running
+        └── RunNotReplayable    it records no entrypoint to load its flow from
+    """
+
+
+class UnknownRun(ReplayError, RunNotFound):
+    pass
+
+
+class RunNotFinished(ReplayError, RunStateConflict):
+    pass
+
+
+class RunNotReplayable(ReplayError, ValueError):
+    pass
 
 
 class ReplayOptions(NamedTuple):
@@ -206,14 +235,14 @@ def request_replay(
     try:
         history = read_flow_run(log, run_id)
     except RunNotFound:
-        raise ReplayError(f"no flow run with id {run_id!r}") from None
+        raise UnknownRun(run_id) from None
     if history.state is None or history.state.type not in TERMINAL and history.state.type != StateType.PAUSED:
         what = history.state.name if history.state else "not started"
-        raise ReplayError(f"flow run {run_id} is {what}: replay it once it has finished (or cancel it first)")
+        raise RunNotFinished(f"flow run {run_id} is {what}: replay it once it has finished (or cancel it first)")
     created = history.created
     entrypoint = created.get("entrypoint")
     if not entrypoint:
-        raise ReplayError(f"flow run {run_id} records no entrypoint: its flow cannot be loaded again")
+        raise RunNotReplayable(f"flow run {run_id} records no entrypoint: its flow cannot be loaded again")
     merged = {**(created.get("parameters") or {}), **(parameters or {})}
     scheduled = request_flow_run(
         log,
