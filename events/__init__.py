@@ -17,7 +17,7 @@ from ledgerflow.events.errors import (
 )
 from ledgerflow.events.model import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
 from ledgerflow.events.settings import Settings, load_settings
-from ledgerflow.events.sql import Page
+from ledgerflow.events.reading import Page
 from ledgerflow.events.store import EventStore, open_store
 from ledgerflow.events.subscription import Subscription
 
