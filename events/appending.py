@@ -111,7 +111,7 @@ def without_stored(plan: list[Planned], known: dict[UUID, StoredEvent]) -> list[
     for part in plan:
         remaining = [e for e in part.events if e.event.id not in known]
         if remaining or not part.events:  # a part that never had events is a version guard
-            kept.append(part._replace(events=remaining))
+            kept.append(Planned(part.stream, part.expected, remaining))
     return kept
 
 
