@@ -57,6 +57,10 @@ class EventStore(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> EventStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 def open_store(url: str | None = None) -> EventStore:
     """The store for `url`: `sqlite:///path` or `postgresql://...` (None: the configured one)."""
