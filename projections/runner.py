@@ -108,6 +108,9 @@ class ProjectionRunner:
         self._sync()
 
     def _sync(self) -> None:
+        # On setting up and after a rebuild, not before every catch-up (a query's hot path):
+        # after another process's rebuild, a running fold only reads the rebuilt span again,
+        # folding nothing, and a new process starts past it.
         sync_checkpoint(self.engine, self.consumer.name, list(self.projections))
 
     def checkpoints(self) -> dict[str, Checkpoint]:
@@ -130,14 +133,12 @@ class ProjectionRunner:
         """Apply everything the log has past the checkpoints (at most about `limit` events);
         return how many events were read."""
         self.ensure()
-        self._sync()  # another process may have rebuilt them all past our consumer
         return self.consumer.catch_up(limit)
 
     def run(self, stop: threading.Event, on_batch: Callable[[int], None] | None = None) -> None:
         """Follow the log (catching up first), applying events as they are appended, until
         `stop` is set; `on_batch(count)` after each batch of events applied."""
         self.ensure()
-        self._sync()
 
         def applied(batch: Batch) -> None:
             if on_batch is not None and batch.events:
