@@ -1,4 +1,5 @@
-"""The event log: event types, the store (SQLite and PostgreSQL) and subscriptions.
+"""The event log: event types, the store (SQLite and PostgreSQL), subscriptions and durable
+consumers (`ledgerflow.events.consumer`).
 
 This package is the domain core: it imports nothing else of ledgerflow's.
 """

@@ -135,11 +135,12 @@ class BaseConsumer:
         poll: float = 0.2,
     ) -> None:
         """Catch up, then follow the log, handling events as they are appended, until `stop`
-        is set (noticed within `poll` seconds); `on_batch(batch)` after each batch handled.
-        A handler's error ends the run with the checkpoint before the failed batch."""
+        is set (noticed within `poll` seconds) or the store is closed; `on_batch(batch)` after
+        each batch handled. A handler's error ends the run with the checkpoint before the
+        failed batch."""
         seen = self._stands()
         with self.store.subscribe(after=seen, types=self.types, batch_size=self.batch_size) as feed:
-            while not stop.is_set():
+            while not (stop.is_set() or feed.closed):
                 events = feed.poll(timeout=poll)
                 if feed.cursor <= seen:
                     continue

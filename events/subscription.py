@@ -62,7 +62,7 @@ class Subscription:
         deadline = None if timeout is None else time.monotonic() + timeout
         wait: float | None = _FIRST_RETRY
         woken_at = time.monotonic()
-        while not (self._closed or signal.closed):
+        while not self.closed:
             seen = signal.generation
             page = source.read_feed(self.cursor, self._batch_size, self._types)
             if page is None:
@@ -87,8 +87,13 @@ class Subscription:
         return []
 
     def __iter__(self) -> Iterator[StoredEvent]:
-        while not (self._closed or self._source.signal.closed):
+        while not self.closed:
             yield from self.poll(timeout=None)
+
+    @property
+    def closed(self) -> bool:
+        """Closed, or its store is: `poll` returns nothing from now on."""
+        return self._closed or self._source.signal.closed
 
     def close(self) -> None:
         self._closed = True

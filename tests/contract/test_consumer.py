@@ -181,6 +181,22 @@ def test_run_follows_new_events_until_stopped(store: EventStore) -> None:
     wait_for(lambda: consumer.checkpoint() == Cursor.parse(later[-1].cursor))
 
 
+def test_run_ends_when_its_store_is_closed(store_factory: Callable[[], EventStore]) -> None:
+    own = store_factory()
+    seen, handler = recorder()
+    thread = threading.Thread(target=Consumer(own, "closing", handler).run, args=(threading.Event(),))
+    thread.start()
+
+    def following() -> bool:  # it has created its checkpoint, so it is in run()
+        with engine_of(own).connect() as conn:
+            return checkpoints.read(conn, "closing") is not None
+
+    wait_for(following)
+    own.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
 def test_a_consumer_runs_as_a_service(store: EventStore) -> None:
     seen, handler = recorder()
     for interval in (None, 0.01):
