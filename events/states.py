@@ -38,6 +38,7 @@ STATE_NAMES: dict[str, StateType] = {
     "Late": StateType.SCHEDULED,
     "AwaitingRetry": StateType.SCHEDULED,
     "Pending": StateType.PENDING,
+    "NotReady": StateType.PENDING,
     "Running": StateType.RUNNING,
     "Retrying": StateType.RUNNING,
     "Completed": StateType.COMPLETED,
@@ -52,7 +53,8 @@ STATE_NAMES: dict[str, StateType] = {
     "Suspended": StateType.PAUSED,
 }
 """Every state name the runtime writes, with its type. `Reused` marks a task result taken
-from the original run during a replay."""
+from the original run during a replay; `NotReady` a task run that did not start because an
+upstream run did not complete."""
 
 
 def state_event_type(kind: str, name: str) -> str:
