@@ -8,6 +8,7 @@ Pages are rendered from `templates/` and load CSS and ES modules from `static/` 
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -29,6 +30,10 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# Browsers refuse an ES module served with any other type; the platform's table may lack it.
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/css", ".css")
+
 _HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",

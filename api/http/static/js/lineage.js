@@ -14,7 +14,11 @@ function layers(nodes, edges) {
   const layer = new Map(nodes.map((n) => [n.id, 0]));
   const incoming = new Map(nodes.map((n) => [n.id, 0]));
   const out = new Map(nodes.map((n) => [n.id, []]));
-  for (const edge of edges) {
+  // A task run sits right of its flow run (not drawn: the layout says it).
+  const ids = new Set(nodes.map((n) => n.id));
+  const members = nodes.filter((n) => n.kind === "task_run" && ids.has(n.flow_run_id))
+    .map((n) => ({ source: n.flow_run_id, target: n.id }));
+  for (const edge of [...edges, ...members]) {
     out.get(edge.source).push(edge.target);
     incoming.set(edge.target, incoming.get(edge.target) + 1);
   }
@@ -53,16 +57,19 @@ export function renderLineage(container, list, graph, runId, tasks) {
   const groups = [runId];
   for (const node of nodes) if (!groups.includes(groupOf(node))) groups.push(groupOf(node));
   const layer = layers(nodes, edges);
+  const taskOrder = new Map([...tasks.keys()].map((id, index) => [id, index]));
   const columns = new Map();
-  nodes.forEach((node, index) => {
+  nodes.forEach((node) => {
     const column = layer.get(node.id);
     if (!columns.has(column)) columns.set(column, []);
-    columns.get(column).push({ node, order: [groups.indexOf(groupOf(node)), node.kind === "flow_run" ? 0 : 1, index] });
+    columns.get(column).push({ node, order: [groups.indexOf(groupOf(node)), node.kind === "flow_run" ? 0 : 1, taskOrder.get(node.id) ?? Infinity] });
   });
+  const byName = (a, b) => (a.node.name || a.node.id).localeCompare(b.node.name || b.node.id, undefined, { numeric: true });
   const position = new Map();
   let rowsMax = 0;
   for (const [column, members] of columns) {
-    members.sort((a, b) => a.order[0] - b.order[0] || a.order[1] - b.order[1] || a.order[2] - b.order[2]);
+    members.sort((a, b) => a.order[0] - b.order[0] || a.order[1] - b.order[1]
+      || (a.order[2] === b.order[2] ? 0 : a.order[2] - b.order[2]) || byName(a, b));
     members.forEach(({ node }, row) => position.set(node.id, { x: PAD + column * (NODE_W + GAP_X), y: PAD + row * (NODE_H + GAP_Y) }));
     rowsMax = Math.max(rowsMax, members.length);
   }
@@ -103,7 +110,7 @@ export function renderLineage(container, list, graph, runId, tasks) {
     if (reused) classes.push("reused");
     const kindText = node.kind === "flow_run"
       ? (node.id === runId ? "this flow run" : "flow run")
-      : [task ? task.state_name : null, reused ? "reused" : null].filter(Boolean).join(" · ") || "task run";
+      : (task ? task.state_name : reused ? "reused" : null) || "task run";
     const name = node.name || node.id;
     const label = `${node.kind === "flow_run" ? "Flow run" : "Task run"} ${name}${reused ? ", reused" : ""}`;
     const href = node.kind === "flow_run" ? (node.id === runId ? null : `/runs/${encodeURIComponent(node.id)}`)

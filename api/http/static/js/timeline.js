@@ -16,7 +16,10 @@ function segmentsOf(states, now) {
       if (open) segments.push({ ...open, end: at, state: "RUNNING", name: "Running" });
       open = { start: at, attempt: state.attempt };
     } else if (open) {
-      segments.push({ ...open, end: at, state: state.state_type, name: state.state_name });
+      // An attempt that ended waiting for a retry failed: draw it as failed.
+      const retried = state.state_name === "AwaitingRetry";
+      segments.push({ ...open, end: at, state: retried ? "FAILED" : state.state_type,
+        name: retried ? "failed, retried" : state.state_name });
       open = null;
     }
   }
