@@ -73,4 +73,4 @@ def showcase(folder: str) -> bool:
     cleaned = transform(rows)
     total = publish(cleaned)
     print(f"published {total}")
-    return audit(total)
+    return bool(audit(total))
