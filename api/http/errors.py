@@ -27,7 +27,7 @@ from ledgerflow.events import (
 )
 from ledgerflow.events.runs import RunNotFound, RunStateConflict
 from ledgerflow.projections.errors import InvalidQuery
-from ledgerflow.runtime.replay import RunNotReplayable
+from ledgerflow.runtime.replays import RunNotReplayable
 
 __all__ = ["install_error_handlers", "validation_message"]
 
