@@ -138,6 +138,13 @@ def test_the_run_page_renders_the_run_and_404s_an_unknown_one(client: TestClient
     assert missing.status_code == 404 and "no flow run with id no-such-run" in missing.text
 
 
+def test_a_run_the_projections_have_not_folded_yet_gets_the_page(client: TestClient, store: EventStore) -> None:
+    run = SyntheticRun("etl", datetime.now(UTC))
+    store.append_streams([run.append()])  # the client's server runs no projections
+    response = client.get(f"/runs/{run.id}")
+    assert response.status_code == 200 and page_data(response.text)["detail"] is None  # its script waits for it
+
+
 def test_with_keys_required_pages_carry_no_data(make_client: Callable[..., TestClient], store: EventStore) -> None:
     client = make_client(auth=True, run_projections=False)
     (run,) = add_runs(store, 1, datetime.now(UTC) - timedelta(minutes=5))

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse
 
 from ledgerflow.api.http.deps import ReadModelDep, StateDep
 from ledgerflow.api.http.templating import page
+from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import StateType
 from ledgerflow.projections import queries
 from ledgerflow.projections.errors import InvalidQuery, RunNotFound
@@ -178,8 +179,11 @@ def run_page(state: StateDep, rm: ReadModelDep, flow_run_id: Annotated[str, Path
         try:
             detail = queries.get_run(rm, flow_run_id)
         except RunNotFound:
-            context = _base(state, "runs", "Run not found") | {"message": f"There is no flow run with id {flow_run_id}."}
-            return page("not_found.html", context, 404)
+            # A run this new may be in the log before the projections have folded it: the
+            # page's script waits for it. Only a run the log does not have is not found.
+            if not state.store.read_stream(flow_run_stream(flow_run_id), limit=1):
+                context = _base(state, "runs", "Run not found") | {"message": f"There is no flow run with id {flow_run_id}."}
+                return page("not_found.html", context, 404)
     title = (detail.flow_run.run_name or flow_run_id) if detail else "Flow run"
     data = {
         "run_id": flow_run_id, "after": after, "auth": state.api.auth,

@@ -101,17 +101,28 @@ function render() {
   renderTimeline($("#timeline"), detail);
 }
 
-async function loadDetail() {
-  try {
-    detail = await api(path);
-    render();
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) {
-      $("#run-title").textContent = "Run not found";
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Read the run; a run just written to the log may take a moment to reach the projections. */
+async function loadDetail({ wait = 0 } = {}) {
+  const until = Date.now() + wait;
+  for (;;) {
+    try {
+      detail = await api(path);
+      $("#action-message").hidden = true;
+      render();
+      return;
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      const waiting = Date.now() < until;
       $("#action-message").hidden = false;
-      $("#action-message").textContent = `There is no flow run with id ${runId}.`;
+      $("#action-message").textContent = waiting ? "Waiting for this run to appear…" : `There is no flow run with id ${runId}.`;
+      if (!waiting) {
+        $("#run-title").textContent = "Run not found";
+        throw error;
+      }
+      await sleep(300);
     }
-    throw error;
   }
 }
 
@@ -305,7 +316,7 @@ $("#cancel-form").addEventListener("submit", async (event) => {
 async function main() {
   if (detail) render();
   const feed = follow({ flow_run_id: [runId] }, onEvents, { after: data.after });
-  if (!detail) await loadDetail();
+  if (!detail) await loadDetail({ wait: 30000 });
   await feed.opened;
   await Promise.allSettled([loadLogs(), loadArtifacts(), loadLineage()]);
 }
