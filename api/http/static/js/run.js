@@ -36,6 +36,8 @@ function renderSummary(run) {
   if (run.deployment_id) items.push(item("Deployment", run.deployment_id));
   if (run.replay_of) items.push(item("Replay of", runLink(run.replay_of)));
   if (run.parent_flow_run_id) items.push(item("Parent run", runLink(run.parent_flow_run_id)));
+  const replays = (detail && detail.replays) || [];
+  if (replays.length) items.push(item("Replayed by", ...replays.flatMap((id, n) => (n ? [", ", runLink(id)] : [runLink(id)]))));
   if (run.entrypoint) items.push(item("Entrypoint", el("code", {}, run.entrypoint)));
   if (Object.keys(run.parameters).length) {
     const node = item("Parameters", el("pre", { class: "mono" }, JSON.stringify(run.parameters, null, 2)));
