@@ -18,7 +18,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from ledgerflow.api.keys import ApiKeys
-from ledgerflow.events import open_store
+from ledgerflow.events import NewEvent, open_store
+from ledgerflow.events.payloads import LogEmitted, flow_run_stream
 from ledgerflow.events.runs import read_flow_run, request_flow_run
 from ledgerflow.projections.runner import engine_of
 from testdata.synthetic import random_run
@@ -258,3 +259,41 @@ def test_with_keys_on_the_page_asks_once_and_sends_the_key(
         expect(dialog).to_be_hidden()  # kept for the session: asked once
         assert page.evaluate("sessionStorage.getItem('ledgerflow.apiKey')") == secret
         screenshot(page, f"run-with-key-{label(store_url)}")
+
+
+def _log(run_id: str, message: str, level: int) -> NewEvent:
+    return NewEvent(type="log.emitted", data=LogEmitted(
+        flow_run_id=run_id, level=level, level_name={20: "INFO", 30: "WARNING"}[level], logger="flow", message=message,
+    ).as_data())
+
+
+def test_logs_and_events_arrive_live_through_their_filters(
+    browser: Browser, make_server: Callable[..., str], store_url: str, tmp_path: Path,
+) -> None:
+    base = make_server()
+    run_id = request(store_url, "ten_steps", "tests.runtime.replay_flows:ten_steps", folder=str(tmp_path))
+    stream = flow_run_stream(run_id)
+    with browser_page(browser) as page, open_store(store_url) as store:
+        page.goto(f"{base}/runs/{run_id}")
+        expect(page.locator("#run-badge .badge")).to_have_text("Scheduled")
+        expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+        page.select_option("#log-level", "30")
+        store.append(stream, [_log(run_id, "quiet detail", 20), _log(run_id, "disk almost full", 30)])
+        expect(page.locator("#logs-body")).to_contain_text("disk almost full")
+        expect(page.locator("#logs-body tr")).to_have_count(1)  # the INFO line stays out
+        page.select_option("#log-level", "0")
+        expect(page.locator("#logs-body tr")).to_have_count(2)
+
+        page.goto(f"{base}/events?type=log.emitted&flow_run_id={run_id}")
+        expect(page.locator("#events-body tr")).to_have_count(2)  # what the run logged so far
+        store.append(stream, [_log(run_id, "after the page loaded", 20)])
+        store.append("elsewhere-1", [NewEvent(type="log.emitted", data={"message": "another stream"})])
+        expect(page.locator("#events-body tr")).to_have_count(3)
+        expect(page.locator("#events-body tr").first).to_contain_text("after the page loaded")
+        expect(page.locator("#histogram canvas")).to_have_count(1)
+        page.click("#pause-button")
+        store.append(stream, [_log(run_id, "held while paused", 20)])
+        expect(page.locator("#feed-count")).to_contain_text("1 held while paused")
+        expect(page.locator("#events-body tr")).to_have_count(3)
+        page.click("#pause-button")
+        expect(page.locator("#events-body tr")).to_have_count(4)
