@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ledgerflow.events.ids import derived_id
-from ledgerflow.events.model import StoredEvent
+from ledgerflow.events.model import StoredEvent, utcnow
+from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.store import EventStore
 from ledgerflow.events.typefilter import TypePatterns
 from ledgerflow.notifications.context import run_as_of, template_context
 from ledgerflow.notifications.evaluation import Evaluator, Firing
@@ -25,7 +27,7 @@ from ledgerflow.notifications.firing import render_actions
 from ledgerflow.notifications.matching import RunFacts, run_id_of
 from ledgerflow.notifications.model import Automation, AutomationSpec, ProactiveTrigger
 
-__all__ = ["BacktestFiring", "RunEvents", "backtest", "backtest_types"]
+__all__ = ["BacktestFiring", "RunEvents", "backtest", "backtest_log", "backtest_types"]
 
 _NONE = TypePatterns(frozenset(), (), re.compile("(?!)"))
 
@@ -117,3 +119,13 @@ def backtest(
         found.extend(describe(firing, event) for firing in evaluator.observe(event, run))
     found.extend(describe(firing, None) for firing in evaluator.advance(limit))
     return found
+
+
+def backtest_log(
+    store: EventStore, spec: AutomationSpec, *, since: datetime | None = None, until: datetime | None = None,
+) -> list[BacktestFiring]:
+    """`backtest` over the store's events that occurred from `since` (default: all) to `until`
+    (default: now), reading only the event types the rule looks at."""
+    limit = until or utcnow()
+    events = (e for e in store.iter_all(types=backtest_types(spec)) if since is None or e.occurred >= since)
+    return backtest(spec, events, lambda run_id: store.read_stream(flow_run_stream(run_id)), until=limit)

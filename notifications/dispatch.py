@@ -24,10 +24,11 @@ from uuid import UUID
 
 import httpx
 
-from ledgerflow.events.model import StoredEvent
+from ledgerflow.events.model import StoredEvent, StreamAppend
 from ledgerflow.notifications.errors import ActionRefused, DeliveryError
+from ledgerflow.notifications.firing import outcome_appends, outcome_event
 
-__all__ = ["Dispatcher", "Outcome", "RetryPolicy"]
+__all__ = ["Dispatcher", "Outcome", "RetryPolicy", "record_outcomes"]
 
 _log = logging.getLogger("ledgerflow.notifications")
 
@@ -226,3 +227,11 @@ class Dispatcher:
                     self._lock.notify_all()
             if self._closing and not self._outcomes:
                 return
+
+
+def record_outcomes(append_streams: Callable[[Sequence[StreamAppend]], object], outcomes: Sequence[Outcome]) -> None:
+    """Append `action.succeeded` / `action.failed` for `outcomes`, in one transaction."""
+    append_streams(outcome_appends(
+        (o.action, outcome_event(o.action, succeeded=o.succeeded, attempts=o.attempts, detail=o.detail, error=o.error))
+        for o in outcomes
+    ))

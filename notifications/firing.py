@@ -9,12 +9,13 @@ All of it lives in the automation's stream `automation-<id>`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from ledgerflow.events.ids import derived_id
-from ledgerflow.events.model import EventMeta, NewEvent, StoredEvent
+from ledgerflow.events.model import ANY, EventMeta, NewEvent, StoredEvent, StreamAppend
 from ledgerflow.notifications.errors import TemplateRenderError
 from ledgerflow.notifications.model import (
     Action,
@@ -34,6 +35,7 @@ __all__ = [
     "action_id",
     "automation_stream",
     "firing_events",
+    "outcome_appends",
     "outcome_event",
     "outcome_id",
     "render_action",
@@ -176,3 +178,11 @@ def outcome_event(
         data=data,
         meta=EventMeta(correlation_id=action.meta.correlation_id, causation_id=action.id, actor="automation"),
     )
+
+
+def outcome_appends(outcomes: Iterable[tuple[StoredEvent, NewEvent]]) -> list[StreamAppend]:
+    """One append per automation stream for (action.triggered, outcome) pairs."""
+    by_stream: dict[str, list[NewEvent]] = {}
+    for action, outcome in outcomes:
+        by_stream.setdefault(action.stream, []).append(outcome)
+    return [StreamAppend(stream, events, ANY) for stream, events in by_stream.items()]

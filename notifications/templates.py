@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from jinja2 import ChainableUndefined, Template, TemplateError, meta
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ledgerflow.notifications.errors import TemplateRenderError
@@ -33,8 +34,15 @@ def _tojson(value: Any, indent: int | None = None) -> str:
     return orjson.dumps(value, default=str, option=option | orjson.OPT_NON_STR_KEYS).decode()
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        # Jinja returns an undefined value here, which our lenient undefined would render as
+        # nothing: an attempt to reach internals should fail loudly instead.
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} is not allowed")
+
+
 def _environment(html: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         undefined=ChainableUndefined, autoescape=html, keep_trailing_newline=True
     )
     # JSON bodies need plain JSON (Jinja's own tojson escapes <, > and & for HTML).

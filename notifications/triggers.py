@@ -11,7 +11,7 @@ fires and the bucket starts counting afresh. During `cooldown` seconds after a f
 bucket neither fires nor counts.
 
 Proactive: an event that `opens` (matches `after`) starts a window in its bucket unless one is
-open: from the event's time to `within` seconds later. Matching events count in the open
+open: from `now` (the event's time, unless it arrived late) to `within` seconds later. Matching events count in the open
 window; `threshold` of them close it quietly. When `now` passes the deadline with fewer, the
 trigger fires at the deadline (unless within `cooldown` of the bucket's previous firing).
 
@@ -87,7 +87,10 @@ class TriggerState:
         if opens:
             state = self.buckets.setdefault(bucket, _Bucket())
             if state.deadline is None:
-                state.opened, state.deadline, state.count = event, event.occurred + self.trigger.within, 0
+                # From `now`, not from the event's own time: a late-arriving event (its time
+                # behind `now`) then never opens a window that ends in the past, so every
+                # future deadline lies ahead of `now` and `prune` may forget cooled buckets.
+                state.opened, state.deadline, state.count = event, self.now + self.trigger.within, 0
                 heapq.heappush(self._deadlines, (state.deadline, bucket))
         return fired
 
@@ -141,7 +144,10 @@ class TriggerState:
             return False
         if state.times and (self.trigger.within == 0 or max(state.times) >= horizon):
             return False
-        return not self._cooling(state, self.now)
+        # A reactive bucket cools against `now`; a proactive one against its next deadline,
+        # which lies at least `within` after `now`.
+        ahead = self.trigger.within if isinstance(self.trigger, ProactiveTrigger) else 0.0
+        return not self._cooling(state, self.now + ahead)
 
     # -- persistence -----------------------------------------------------------------------
 
