@@ -12,7 +12,7 @@ from ledgerflow.runtime.artifacts import (
 )
 from ledgerflow.runtime.cache import task_input_hash
 from ledgerflow.runtime.context import get_run_context
-from ledgerflow.runtime.execute import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
+from ledgerflow.runtime.execute import ReplayError, RunAlreadyClaimed, RunNotAdoptable, execute_flow_run, replay
 from ledgerflow.runtime.flows import Flow, flow
 from ledgerflow.runtime.futures import TaskFuture, unmapped, wait
 from ledgerflow.runtime.logging import get_run_logger
@@ -32,6 +32,7 @@ __all__ = [
     "Flow",
     "ParameterValidationError",
     "Pause",
+    "ReplayError",
     "RunAlreadyClaimed",
     "RunNotAdoptable",
     "State",
@@ -48,6 +49,7 @@ __all__ = [
     "flow",
     "get_run_context",
     "get_run_logger",
+    "replay",
     "task",
     "task_input_hash",
     "unmapped",

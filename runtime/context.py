@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ledgerflow.runtime.config import Runtime
     from ledgerflow.runtime.control import FlowRunControl
     from ledgerflow.runtime.flows import Flow
+    from ledgerflow.runtime.replay import ReplayPlan
     from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
     from ledgerflow.runtime.tasks import Task, TaskRun
 
@@ -47,6 +48,8 @@ class FlowRunContext:
     log_prints: bool
     persist_result: bool | None
     control: FlowRunControl
+    replay: ReplayPlan | None = None
+    """Set when this run replays another: what its task calls may reuse."""
     occurrences: Counter[str] = field(default_factory=Counter)
     submitted: list[tuple[TaskRun, Future[Any]]] = field(default_factory=list)
     """Task runs handed to the task runner, so a crashing flow can account for those not started."""

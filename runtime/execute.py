@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 from uuid import UUID
 
@@ -29,10 +30,11 @@ from ledgerflow.events.transitions import RunState
 from ledgerflow.runtime import config
 from ledgerflow.runtime.entrypoints import EntrypointError, load_entrypoint
 from ledgerflow.runtime.flow_run import AdoptedRun, FlowRun
+from ledgerflow.runtime.replay import ReplayError, ReplayOptions, plan_replay, request_replay
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.states import State
 
-__all__ = ["RunAlreadyClaimed", "RunNotAdoptable", "RunNotFound", "execute_flow_run"]
+__all__ = ["ReplayError", "RunAlreadyClaimed", "RunNotAdoptable", "RunNotFound", "execute_flow_run", "replay"]
 
 _CLAIMABLE = frozenset({"Scheduled", "Late"})
 """Requested runs waiting for an executor (AwaitingRetry is a live engine's own wait)."""
@@ -46,10 +48,13 @@ class RunAlreadyClaimed(RunNotAdoptable):
     """Another executor claimed the run first."""
 
 
-def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: str | None = None) -> State:
+def execute_flow_run(
+    flow_run_id: str | UUID, *, wait: bool = True, executor: str | None = None, chdir: bool = False
+) -> State:
     """Execute the requested (Scheduled) run `flow_run_id` in this process; its final state.
 
     With `wait=False` a run whose scheduled time has not come is refused instead of waited for.
+    With `chdir=True` (a process of its own) the run works in its recorded working directory.
     Raises RunNotFound, RunAlreadyClaimed, RunNotAdoptable.
     """
     runtime = config.current()
@@ -59,8 +64,14 @@ def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: st
     entrypoint = created.get("entrypoint")
     if not entrypoint:
         _give_back(runtime, history, claimed, "the run records no entrypoint to load its flow from")
+    working_dir = created.get("working_dir")
+    if chdir and working_dir:
+        try:
+            os.chdir(working_dir)
+        except OSError as exc:
+            _give_back(runtime, history, claimed, f"cannot work in {working_dir}: {exc}")
     try:
-        flow_ = load_entrypoint(entrypoint, created.get("working_dir"))
+        flow_ = load_entrypoint(entrypoint, working_dir)
     except EntrypointError as exc:
         _give_back(runtime, history, claimed, str(exc))
     from ledgerflow.runtime.flows import Flow
@@ -78,7 +89,9 @@ def execute_flow_run(flow_run_id: str | UUID, *, wait: bool = True, executor: st
         state=RunState.named("Pending"),
         root_flow_run_id=UUID(str(created.get("root_flow_run_id") or run_id)),
     )
-    run = FlowRun(flow_, parameters, adopted=adopted, record_created=not history.created)
+    replay_of = created.get("replay_of")
+    plan = plan_replay(runtime.log, replay_of, ReplayOptions.of(created.get("replay_options"))) if replay_of else None
+    run = FlowRun(flow_, parameters, adopted=adopted, record_created=not history.created, replay=plan)
     if flow_.is_async:
         import asyncio
 
@@ -166,3 +179,24 @@ def _give_back(runtime: config.Runtime, history: FlowRunHistory, version: int, r
         pass  # someone else ended the run meanwhile (cancelled it): their word stands
     raise RunNotAdoptable(reason)
 
+
+
+def replay(
+    run_id: str | UUID,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    from_task: str | None = None,
+    no_reuse: Sequence[str] = (),
+    detach: bool = False,
+) -> State | str:
+    """Replay the finished flow run `run_id` from its last successful task (runtime/replay.py).
+
+    Runs the replay here and returns its final state; with `detach=True` only requests it (the
+    server executes it) and returns the new run's id. Raises ReplayError.
+    """
+    runtime = config.current()
+    options = ReplayOptions(from_task, tuple(no_reuse))
+    new_id = request_replay(runtime.log, str(run_id), parameters=parameters, options=options, actor="replay")
+    if detach:
+        return new_id
+    return execute_flow_run(new_id)

@@ -34,8 +34,10 @@ from ledgerflow.runtime import config
 from ledgerflow.runtime.context import FlowRunContext, RunInfo, flow_run_var, task_run_var
 from ledgerflow.runtime.control import FlowRunCancelled, FlowRunControl, run_cancellable
 from ledgerflow.runtime.futures import TaskFuture
+from ledgerflow.runtime.hashing import hash_inputs
 from ledgerflow.runtime.logging import get_logger, run_logger, setup_for_runs
 from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
+from ledgerflow.runtime.replay import ReplayPlan, plan_replay
 from ledgerflow.runtime.signals import Abort, Pause
 from ledgerflow.runtime.states import State
 from ledgerflow.runtime.tasks import Task, TaskRun, TaskTimeout, call_with_timeout
@@ -43,7 +45,7 @@ from ledgerflow.runtime.tasks import Task, TaskRun, TaskTimeout, call_with_timeo
 if TYPE_CHECKING:
     from ledgerflow.runtime.flows import Flow
 
-__all__ = ["AdoptedRun", "FlowRun"]
+__all__ = ["AdoptedRun", "FlowRun", "reuse_subflow"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,11 @@ class FlowRun:
 
     def __init__(
         self, flow_: Flow[..., Any], parameters: dict[str, Any], adopted: AdoptedRun | None = None,
-        *, record_created: bool = True,
+        *, record_created: bool = True, replay: ReplayPlan | None = None,
     ) -> None:
         """`adopted`: run that requested run instead of creating one; `record_created=False`
-        when its stream already has its `flow-run.created`."""
+        when its stream already has its `flow-run.created`; `replay`: what this run may reuse
+        (a subflow of a replaying run finds its own plan)."""
         self.flow = flow_
         self.parent = None if adopted else flow_run_var.get()
         self.runtime = self.parent.runtime if self.parent else config.current()
@@ -95,6 +98,7 @@ class FlowRun:
             control=self.control,
         )
         self.parent_task: TaskRun | None = None
+        self.context.replay = replay if replay is not None else self._subflow_replay()
         setup_for_runs()
         self.runtime.writer.track(stream, adopted.version if adopted else 0, self._resolve)
         self.runtime.watcher.watch(self.control)
@@ -115,15 +119,29 @@ class FlowRun:
             data["entrypoint"], data["working_dir"] = located
         if self.flow.version:
             data["flow_version"] = self.flow.version
+        if self.context.replay is not None and not adopted:
+            data["replay_of"] = self.context.replay.original
         if self.parent is not None:
-            stand_in = Task(self.flow.fn, name=self.flow.name, persist_result=False)
-            self.parent_task = TaskRun(stand_in, self.parent, self.parameters, None, child=str(self.flow_run_id))
+            self.parent_task = TaskRun(_stand_in(self.flow), self.parent, self.parameters, None, child=str(self.flow_run_id))
             self.parent_task.running()
             data["parent_flow_run_id"] = str(self.parent.flow_run.id)
             data["parent_task_run_id"] = str(self.parent_task.task_run_id)
         self.control.own(self.context.emit("flow-run.created", data))
         if not adopted:
             self.control.state = RunState.named("Pending")
+
+    def _subflow_replay(self) -> ReplayPlan | None:
+        """In a replaying parent, a subflow that did not complete in the original is replayed
+        against the original subflow run (one that completed was reused whole before this)."""
+        parent = self.parent
+        if parent is None or parent.replay is None:
+            return None
+        stand_in = _stand_in(self.flow)
+        prior = parent.replay.match(stand_in.task_key, stand_in.name, parent.occurrences[stand_in.task_key],
+                                    hash_inputs(self.parameters))
+        if prior is None or prior.child_flow_run_id is None:
+            return None
+        return plan_replay(self.runtime.log, prior.child_flow_run_id, parent.replay.options, cut=parent.replay.cut)
 
     def _transition(self, name: str, **data: Any) -> bool:
         """Write `flow-run.<name>` if the rule book allows it now (waiting out a delay)."""
@@ -304,6 +322,25 @@ class FlowRun:
                 hook(self.flow, self.context.flow_run, state)
             except Exception:  # noqa: BLE001 - a failing hook is logged, the outcome stands
                 get_logger().exception("hook %s of flow run %r failed", getattr(hook, "__name__", hook), self.name)
+
+
+def _stand_in(flow_: Flow[..., Any]) -> Task[..., Any]:
+    """The task that stands for a subflow call in its parent's stream."""
+    return Task(flow_.fn, name=flow_.name, persist_result=False)
+
+
+def reuse_subflow(flow_: Flow[..., Any], parameters: dict[str, Any]) -> State | None:
+    """In a replaying parent, the state of a subflow call that the original completed with
+    the same inputs: its stand-in task run is `Reused` and no child run starts. None otherwise."""
+    parent = flow_run_var.get()
+    if parent is None or parent.replay is None:
+        return None
+    stand_in = _stand_in(flow_)
+    prior = parent.replay.match(stand_in.task_key, stand_in.name, parent.occurrences[stand_in.task_key],
+                                hash_inputs(parameters))
+    if prior is None or not prior.reusable:
+        return None
+    return TaskRun(stand_in, parent, parameters, None).begin()
 
 
 async def _let_cancelled_work_end(control: FlowRunControl) -> None:

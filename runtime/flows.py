@@ -11,7 +11,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from pydantic import ConfigDict, ValidationError, create_model
 
 from ledgerflow.runtime.entrypoints import Entrypoint, entrypoint_of
-from ledgerflow.runtime.flow_run import FlowRun
+from ledgerflow.runtime.flow_run import FlowRun, reuse_subflow
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
 
@@ -104,6 +104,9 @@ class Flow(Generic[P, R]):
         parameters = self.validated(args, kwargs)
         if self.is_async:
             return _run_async(self, parameters, return_state)
+        reused = reuse_subflow(self, parameters)
+        if reused is not None:
+            return reused if return_state else reused.result()
         run = FlowRun(self, parameters)
         with run.guarded():
             state = run.drive_sync()
@@ -145,6 +148,9 @@ class Flow(Generic[P, R]):
 
 
 async def _run_async(flow_: Flow[..., Any], parameters: dict[str, Any], return_state: bool) -> Any:
+    reused = reuse_subflow(flow_, parameters)
+    if reused is not None:
+        return reused if return_state else reused.result()
     run = FlowRun(flow_, parameters)
     with run.guarded():
         state = await run.drive_async()

@@ -33,6 +33,7 @@ from ledgerflow.runtime.control import run_cancellable
 from ledgerflow.runtime.futures import TaskFuture, unmapped
 from ledgerflow.runtime.logging import get_logger, run_logger
 from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
+from ledgerflow.runtime.replay import Prior
 from ledgerflow.runtime.signals import Abort, Fail, Pause
 from ledgerflow.runtime.states import State
 
@@ -302,6 +303,7 @@ class TaskRun:
 
     def _record_created(self) -> None:
         rendered = json_safe(self.parameters)
+        self.input_hash = hash_inputs(self.parameters)
         data: dict[str, Any] = {
             "task_run_id": self.task_run_id_text,
             "flow_run_id": self.flow_run.flow_run_id,
@@ -309,7 +311,7 @@ class TaskRun:
             "task_name": self.task.name,
             "run_name": self.name,
             "occurrence": self.occurrence,
-            "input_hash": hash_inputs(self.parameters),
+            "input_hash": self.input_hash,
             "upstream": self.upstream,
             "tags": list(self.task.tags),
             "parameters": rendered,
@@ -345,6 +347,11 @@ class TaskRun:
             return self.cancelled()
         if self.upstream_failure is not None:
             return self.fail(RuntimeError(self.upstream_failure), "Failed", hooks=True)
+        replay = self.flow_run.replay
+        if replay is not None:
+            reused = self._reuse(replay.match(self.task.task_key, self.task.name, self.occurrence, self.input_hash))
+            if reused is not None:
+                return reused
         if self.task.cache_key_fn is not None:
             context = self.context()
             self.cache_key = self.task.cache_key_fn(context, self.parameters)
@@ -360,6 +367,28 @@ class TaskRun:
                     )
                     return self._completed(value, "Cached")
         return None
+
+    def _reuse(self, prior: Prior | None) -> State | None:
+        """Take the original run's result instead of running (replay); None to run for real."""
+        if prior is None or not prior.reusable:
+            return None
+        assert prior.result is not None
+        try:
+            value = self.flow_run.runtime.results.load_ref(dict(prior.result))
+        except (FileNotFoundError, LookupError) as exc:
+            run_logger(self.flow_run, self.info).warning(
+                "Cannot reuse the result of task run %s (%s): running it again", prior.producer, exc
+            )
+            return None
+        self._transition("Reused", cached_from=prior.producer, result=dict(prior.result),
+                         message=f"reused from flow run {self.flow_run.replay.original if self.flow_run.replay else '?'}")
+        self._produced(value)
+        return self._completed(value, "Reused")
+
+    def _produced(self, value: Any) -> None:
+        """Remember that `value` came from this run, for the lineage of whatever it feeds."""
+        if not isinstance(value, _SCALARS):
+            self.flow_run.produced_by[id(value)] = (self.task_run_id, value)
 
     def context(self) -> TaskRunContext:
         log_prints = self.task.log_prints if self.task.log_prints is not None else self.flow_run.log_prints
@@ -387,8 +416,7 @@ class TaskRun:
             if result is not None and result["persisted"]:
                 self.flow_run.runtime.cache.put(self.cache_key, str(self.task_run_id), result, self.task.cache_expiration)
         self._transition("Completed", **data)
-        if not isinstance(value, _SCALARS):
-            self.flow_run.produced_by[id(value)] = (self.task_run_id, value)
+        self._produced(value)
         return self._completed(value, "Completed")
 
     def failed(self, error: BaseException) -> State | float:

@@ -17,9 +17,17 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from ledgerflow.api.app import create_app
-from ledgerflow.api.settings import ApiSettings
+from ledgerflow.api.http.app import create_app
+from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.events import Settings, load_settings
+
+
+LOCAL = "http://localhost"
+"""TestClient's base URL: the server answers only Host names on its allow-list ("testserver" is not)."""
+
+
+def local_client(app: FastAPI) -> TestClient:
+    return TestClient(app, base_url=LOCAL)
 
 
 def settings_for(home: Path, store_url: str) -> Settings:
@@ -32,7 +40,7 @@ def make_client(tmp_path: Path, store_url: str) -> Iterator[Callable[..., TestCl
     opened: list[TestClient] = []
 
     def make(**api: object) -> TestClient:
-        client = TestClient(create_app(settings_for(tmp_path, store_url), ApiSettings(**api)))  # type: ignore[arg-type]
+        client = local_client(create_app(settings_for(tmp_path, store_url), ApiSettings(**api)))  # type: ignore[arg-type]
         opened.append(client.__enter__())
         return client
 

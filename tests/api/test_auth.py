@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ledgerflow.api.cli import app as cli
 from ledgerflow.api.keys import ApiKeys
-from ledgerflow.api.settings import load_api_settings
+from ledgerflow.api.http.settings import load_api_settings
 from ledgerflow.events import open_store
 from ledgerflow.projections.runner import engine_of
 from tests.api.conftest import append_body

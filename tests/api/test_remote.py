@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ledgerflow.api.app import create_app
-from ledgerflow.api.settings import ApiSettings
+from ledgerflow.api.http.app import create_app
+from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.events import (
     ConcurrencyConflict,
     InvalidEvent,
@@ -132,7 +132,7 @@ def test_events_tail_follows_the_server_feed(tmp_path: Path, server_url: str) ->
 
 
 def test_flow_runs_are_listed_through_the_server(tmp_path: Path, server_url: str) -> None:
-    from ledgerflow.api.cli_remote import remote_flow_runs
+    from ledgerflow.api.cli.remote import remote_flow_runs
     from ledgerflow.events import load_settings
 
     sink = HttpEventLog(server_url)

@@ -13,8 +13,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
-from ledgerflow.api.app import create_app
-from ledgerflow.api.settings import ApiSettings
+from ledgerflow.api.http.app import create_app
+from ledgerflow.api.http.settings import ApiSettings
 from tests.api.conftest import serving, settings_for
 
 EXAMPLES = 25

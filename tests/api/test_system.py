@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from ledgerflow.api.app import create_app
-from ledgerflow.api.settings import ApiSettings
-from tests.api.conftest import append_body, settings_for, visible, wait_until
+from ledgerflow.api.http.app import create_app
+from ledgerflow.api.http.settings import ApiSettings
+from tests.api.conftest import append_body, local_client, settings_for, visible, wait_until
 from tests.api.tcp_proxy import TcpProxy
 
 
@@ -65,7 +65,7 @@ def test_health_is_503_while_the_database_is_unreachable(tmp_path: Path, postgre
     with TcpProxy((url.host or "127.0.0.1", url.port or 5432)) as line:
         through_proxy = url.set(host="127.0.0.1", port=line.port).render_as_string(hide_password=False)
         app = create_app(settings_for(tmp_path, through_proxy), ApiSettings(run_projections=False))
-        with TestClient(app) as client:
+        with local_client(app) as client:
             fine = client.get("/health")
             assert fine.status_code == 200 and fine.json()["database"] == "reachable"
             assert fine.json()["projection_lag"] == {"runs": 0, "lineage": 0, "analytics": 0}

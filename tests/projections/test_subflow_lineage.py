@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from rich.console import Console
 
-from ledgerflow.api.cli_runs import lineage_tree
+from ledgerflow.api.cli.runs import lineage_tree
 from ledgerflow.events import EventStore
 from ledgerflow.events.payloads import TaskRunCreated, parse_data
 from ledgerflow.projections import queries

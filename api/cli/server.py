@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ledgerflow.api.console import fail, out
-from ledgerflow.api.settings import load_api_settings
+from ledgerflow.api.cli.console import fail, out
+from ledgerflow.api.http.settings import is_loopback, load_api_settings
 from ledgerflow.events import StoreUnavailable, load_settings
 
 app = typer.Typer(help="Run the API server.", no_args_is_help=True)
@@ -24,9 +24,8 @@ def start(
     """Serve the REST API, the live event feeds and /metrics."""
     import uvicorn
 
-    from ledgerflow.api.app import create_app
-    from ledgerflow.api.metrics import Metrics
-    from ledgerflow.api.state import ServerState
+    from ledgerflow.api.http.app import SETTINGS_VARIABLE, create_app
+    from ledgerflow.api.http.state import prepare_database
 
     try:
         api = load_api_settings(os.environ, host, port)
@@ -37,6 +36,11 @@ def start(
         f"ledgerflow server on http://{host}:{port} (store: {settings.store_url.split('@')[-1]}, "
         f"auth: {'on' if api.auth else 'off'})"
     )
+    if not is_loopback(host) and not api.allowed_hosts:
+        out.print(
+            "[dim]requests must name this server as localhost or by its bind address; list the "
+            "names clients use for it in LEDGERFLOW_ALLOWED_HOSTS[/]"
+        )
     options = {"host": host, "port": port, "log_level": log_level, "ws": "websockets-sansio"}
     try:
         if workers == 1:
@@ -44,8 +48,8 @@ def start(
         else:
             # Workers starting together on a fresh database would race to create its tables:
             # create (or migrate) them once here, before any worker starts.
-            ServerState.open(settings, api, Metrics()).close()
-            os.environ["LEDGERFLOW_AUTH"] = "on" if api.auth else "off"  # the workers read it
-            uvicorn.run("ledgerflow.api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+            prepare_database(settings)
+            os.environ[SETTINGS_VARIABLE] = api.model_dump_json()  # the workers read it
+            uvicorn.run("ledgerflow.api.http.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
     except StoreUnavailable as exc:
         fail(str(exc), "check LEDGERFLOW_DATABASE_URL")

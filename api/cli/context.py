@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ledgerflow.api.console import fail
+from ledgerflow.api.cli.console import fail
 from ledgerflow.events import EventStore, StoreUnavailable, load_settings, open_store
 
 __all__ = ["opened_store"]

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ledgerflow.api.console import fail, out, table
-from ledgerflow.api.context import opened_store
+from ledgerflow.api.cli.console import fail, out, table
+from ledgerflow.api.cli.context import opened_store
 from ledgerflow.api.keys import ApiKeys, KeyNotFound, Scope
 from ledgerflow.projections.runner import engine_of
 

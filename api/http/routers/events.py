@@ -13,15 +13,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from ledgerflow.api.contract import check_payloads
-from ledgerflow.api.deps import HubDep, StateDep, StoreDep, check_key, require
-from ledgerflow.api.event_query import EventQuery, EventsPage, read_page
-from ledgerflow.api.feed import FeedFilter
+from ledgerflow.api.http.contract import check_payloads
+from ledgerflow.api.http.deps import HubDep, StateDep, StoreDep, check_key, require
+from ledgerflow.api.http.event_query import EventQuery, EventsPage, read_page
+from ledgerflow.api.http.feed import FeedFilter
 from ledgerflow.api.keys import Scope
-from ledgerflow.api.openapi import json_body
-from ledgerflow.api.responses import OrjsonResponse
-from ledgerflow.api.schemas import AppendRequest, AppendResult, EventPage, event_json
-from ledgerflow.api.state import ServerState
+from ledgerflow.api.http.openapi import json_body
+from ledgerflow.api.http.responses import OrjsonResponse
+from ledgerflow.api.http.schemas import AppendRequest, AppendResult, EventPage, event_json
+from ledgerflow.api.http.state import ServerState
 from ledgerflow.events import Cursor
 
 __all__ = ["router", "stream_router", "streams_router"]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledgerflow.api.deps import ReadModelDep, StoreDep, require
+from ledgerflow.api.http.deps import ReadModelDep, StoreDep, require
+from ledgerflow.api.http.schemas import EventOut, event_json
 from ledgerflow.api.keys import Scope
-from ledgerflow.api.schemas import EventOut, event_json
 from ledgerflow.events.runs import cancel_flow_run
+from ledgerflow.runtime.replay import ReplayOptions, plan_replay, request_replay
 from ledgerflow.projections import queries
 from ledgerflow.projections.models import (
     AnalyticsReport,
@@ -109,6 +110,50 @@ class CancelRequest(BaseModel):
 def cancel(store: StoreDep, flow_run_id: RunId, body: CancelRequest | None = None) -> dict[str, object]:
     """Cancel the run: `Cancelled` if it has not started, else `Cancelling`."""
     return event_json(cancel_flow_run(store, flow_run_id, body.message if body else None))
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Parameters to change (the rest as recorded)")
+    from_task: str | None = Field(default=None, max_length=400, description="Run everything from the first call of this task on")
+    no_reuse: list[Annotated[str, Field(max_length=400)]] = Field(default_factory=list, max_length=100,
+                                                                  description="Tasks that always run")
+    dry_run: bool = Field(default=False, description="Only say which task runs would be reused")
+
+
+class ReplayVerdict(BaseModel):
+    task_run_id: str
+    task_name: str
+    occurrence: int
+    state_name: str | None
+    reuse: bool
+    reason: str
+
+
+class ReplayAccepted(BaseModel):
+    flow_run_id: str | None = Field(description="The replay's run, executed by the server (None for a dry run)")
+    replay_of: str
+    plan: list[ReplayVerdict] = Field(description="The original's task runs and whether an unchanged replay reuses each")
+
+
+@write_router.post(
+    "/{flow_run_id}/replay",
+    response_model=ReplayAccepted,
+    status_code=202,
+    responses={404: {"description": "no such run"}, 409: {"description": "the run has not finished"},
+               422: {"description": "it records no entrypoint, or the body is invalid"}},
+)
+def replay(store: StoreDep, flow_run_id: RunId, body: ReplayRequest | None = None) -> ReplayAccepted:
+    """Replay a finished run from its last successful task: a new run reusing what succeeded.
+    The server executes it (its built-in runner); the reply names it at once."""
+    body = body or ReplayRequest()
+    options = ReplayOptions(body.from_task, tuple(body.no_reuse))
+    preview = [ReplayVerdict(**verdict._asdict()) for verdict in plan_replay(store, flow_run_id, options).preview()]
+    new_id = None
+    if not body.dry_run:
+        new_id = request_replay(store, flow_run_id, parameters=body.parameters, options=options, actor="api")
+    return ReplayAccepted(flow_run_id=new_id, replay_of=flow_run_id, plan=preview)
 
 
 def _report(

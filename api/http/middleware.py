@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.api.http.responses import OrjsonResponse
 
 __all__ = ["BodyLimit", "RequestTimer"]
 

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from ledgerflow.api.deps import StateDep, require
+from ledgerflow.api.http.deps import StateDep, require
 from ledgerflow.api.keys import ApiKey, Scope
-from ledgerflow.api.metrics import projection_lag
-from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.api.http.metrics import projection_lag
+from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.events import EventStoreError
 
 __all__ = ["router"]
@@ -34,8 +34,8 @@ def health(state: StateDep) -> OrjsonResponse:
     except EventStoreError as exc:
         body = Health(status="unavailable", database=str(exc).splitlines()[0], head=None, projection_lag={}, feed_clients=0)
         return OrjsonResponse(body.model_dump(), 503)
-    clients = state.hub.clients if state.hub else 0
-    return OrjsonResponse(Health(status="ok", database="reachable", head=head, projection_lag=lag, feed_clients=clients).model_dump())
+    body = Health(status="ok", database="reachable", head=head, projection_lag=lag, feed_clients=state.hub.clients)
+    return OrjsonResponse(body.model_dump())
 
 
 @router.get(

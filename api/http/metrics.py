@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from ledgerflow.events import Cursor
 
 if TYPE_CHECKING:
-    from ledgerflow.api.state import ServerState
+    from ledgerflow.api.http.state import ServerState
 
 __all__ = ["Metrics", "projection_lag"]
 
@@ -57,7 +57,7 @@ class _LogCollector(Collector):
                 runs.add_metric([state or "NONE"], count)
         yield runs
         clients = GaugeMetricFamily("ledgerflow_feed_clients", "Connected live-feed clients (this process)")
-        clients.add_metric([], self.state.hub.clients if self.state.hub else 0)
+        clients.add_metric([], self.state.hub.clients)
         yield clients
 
 

@@ -3,6 +3,7 @@
     ConcurrencyConflict -> 409      InvalidEvent, InvalidQuery -> 422
     RunStateConflict    -> 409      (the body of a 409 names stream, expected and actual)
     InvalidCursor       -> 400      RunNotFound               -> 404
+    RunNotReplayable    -> 422
     StoreUnavailable    -> 503      CorruptEvent              -> 500
 
 Every error body is `{"detail": "<one readable line>"}`.
@@ -16,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from ledgerflow.api.responses import OrjsonResponse
+from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.events import (
     ConcurrencyConflict,
     CorruptEvent,
@@ -26,6 +27,7 @@ from ledgerflow.events import (
 )
 from ledgerflow.events.runs import RunNotFound, RunStateConflict
 from ledgerflow.projections.errors import InvalidQuery
+from ledgerflow.runtime.replay import RunNotReplayable
 
 __all__ = ["install_error_handlers", "validation_message"]
 
@@ -34,6 +36,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidEvent, 422),
     (InvalidQuery, 422),
     (RunNotFound, 404),
+    (RunNotReplayable, 422),
     (StoreUnavailable, 503),
     (CorruptEvent, 500),
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ValidationError
 
-from ledgerflow.api.errors import validation_message
+from ledgerflow.api.http.errors import validation_message
 from ledgerflow.events import InvalidEvent, StreamAppend
 from ledgerflow.events.payloads import (
     ArtifactCreated,

@@ -16,9 +16,9 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from ledgerflow.api.cli_remote import remote_flow_runs
-from ledgerflow.api.console import fail, out, table
-from ledgerflow.api.context import opened_store
+from ledgerflow.api.cli.remote import remote_flow_runs
+from ledgerflow.api.cli.console import fail, out, table
+from ledgerflow.api.cli.context import opened_store
 from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type

@@ -14,8 +14,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ledgerflow.api.console import fail, out, table
-from ledgerflow.api.context import opened_store
+from ledgerflow.api.cli.console import fail, out, table
+from ledgerflow.api.cli.context import opened_store
 from ledgerflow.events import Cursor, EventStoreError
 from ledgerflow.projections.runner import ProjectionRunner
 

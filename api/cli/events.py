@@ -10,9 +10,9 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from ledgerflow.api.cli_remote import remote_tail
-from ledgerflow.api.console import describe, err, fail, out
-from ledgerflow.api.context import opened_store
+from ledgerflow.api.cli.remote import remote_tail
+from ledgerflow.api.cli.console import describe, err, fail, out
+from ledgerflow.api.cli.context import opened_store
 from ledgerflow.events import EventStoreError, NewEvent, StoredEvent, load_settings
 
 app = typer.Typer(help="Read, follow, append to and verify the event log.", no_args_is_help=True)

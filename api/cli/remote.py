@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from ledgerflow.api.client import ApiClient
-from ledgerflow.api.console import fail
+from ledgerflow.api.cli.client import ApiClient
+from ledgerflow.api.cli.console import fail
 from ledgerflow.events import EventStoreError, Settings, StoredEvent
 from ledgerflow.projections.models import FlowRunPage
 

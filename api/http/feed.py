@@ -26,11 +26,12 @@ import anyio
 import orjson
 from anyio import to_thread
 
-from ledgerflow.api.schemas import event_json
+from ledgerflow.api.http.schemas import event_json
 from ledgerflow.events import Cursor, EventStore, StoredEvent, Subscription
 from ledgerflow.events.typefilter import TypePatterns
 
 __all__ = ["FeedFilter", "FeedHub", "Item"]
+
 
 class Item(NamedTuple):
     """What a feed keeps of an event: enough to filter it, and its JSON wire form."""
@@ -44,6 +45,7 @@ class Item(NamedTuple):
 def _item(event: StoredEvent) -> Item:
     # orjson over-allocates its output (8 KB for 1 KB of JSON): copy it to its exact size.
     return Item(event.cursor, event.type, event.stream, memoryview(orjson.dumps(event_json(event))).tobytes())
+
 
 _WINDOW = 20_000
 _WINDOW_BYTES = 32 * 1024 * 1024
@@ -72,7 +74,14 @@ class FeedFilter:
 
 
 class FeedHub:
-    def __init__(self, store: EventStore, window: int = _WINDOW, max_bytes: int = _WINDOW_BYTES) -> None:
+    """The process's tail reader, a `Service`: `start()` runs it on a thread of its own, which
+    wakes the async clients on `loop`; `stop()` ends it."""
+
+    name = "feed"
+
+    def __init__(
+        self, store: EventStore, loop: asyncio.AbstractEventLoop, window: int = _WINDOW, max_bytes: int = _WINDOW_BYTES
+    ) -> None:
         self.store = store
         self._window = window
         self._max_bytes = max_bytes
@@ -85,8 +94,8 @@ class FeedHub:
         self._start = Cursor.parse(store.head())
         """Every event after this cursor is in the window (or not yet read by the tail)."""
         self._names: OrderedDict[str, str | None] = OrderedDict()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._changed: asyncio.Event | None = None
+        self._loop = loop
+        self._changed = asyncio.Event()  # binds to the loop that first waits on it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.clients = 0
@@ -94,8 +103,9 @@ class FeedHub:
     # -- the tail thread -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._changed = asyncio.Event()
+        if self._thread is not None:
+            return
+        self._stop.clear()
         self._thread = threading.Thread(target=self._tail, name="ledgerflow-feed", daemon=True)
         self._thread.start()
 
@@ -104,6 +114,7 @@ class FeedHub:
         self._listening.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            self._thread = None
 
     def _tail(self) -> None:
         # Read the log only while someone listens: an ingest-only server pays nothing for feeds.
@@ -161,14 +172,12 @@ class FeedHub:
             self._bytes = size
 
     def _notify(self) -> None:
-        assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(self._wake)
         except RuntimeError:  # the loop closed while we were reading
             pass
 
     def _wake(self) -> None:
-        assert self._changed is not None
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -195,7 +204,6 @@ class FeedHub:
 
     async def follow(self, after: Cursor, feed: FeedFilter, heartbeat: float) -> AsyncIterator[list[Item]]:
         """Batches of matching events after `after`, forever; an empty batch is a heartbeat."""
-        assert self._changed is not None
         cursor = after
         quiet_since = anyio.current_time()
         self.clients += 1

@@ -9,9 +9,9 @@ from anyio import to_thread
 from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
-from ledgerflow.api.feed import FeedHub
+from ledgerflow.api.http.feed import FeedHub
 from ledgerflow.api.keys import ApiKey, Scope
-from ledgerflow.api.state import ServerState
+from ledgerflow.api.http.state import ServerState
 from ledgerflow.events import EventStore
 from ledgerflow.projections.readmodel import ReadModel
 
@@ -42,7 +42,6 @@ def get_read_model(state: StateDep) -> ReadModel:
 
 
 def get_hub(state: StateDep) -> FeedHub:
-    assert state.hub is not None, "the feed starts with the app"
     return state.hub
 
 

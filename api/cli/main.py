@@ -1,0 +1,29 @@
+"""The root `ledgerflow` command: every command group hangs off `app`."""
+
+from __future__ import annotations
+
+import typer
+
+from ledgerflow.api.cli import control, events, keys, projections, runs, server
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ledgerflow",
+    help="ledgerflow: Python workflows whose every step lands in an immutable event log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(events.app, name="events")
+app.add_typer(server.app, name="server")
+app.add_typer(keys.app, name="api-key")
+runs.app.command("cancel")(control.cancel)
+runs.app.command("execute")(control.execute)
+runs.app.command("replay")(control.replay)
+app.add_typer(runs.app, name="flow-run")
+app.add_typer(projections.app, name="projections")
+app.command("stats")(runs.stats)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,123 @@
+"""The API server's own settings: where it listens, whom it answers, what runs inside it.
+
+    LEDGERFLOW_AUTH=on|off            unset: on whenever the server binds to anything but loopback
+    LEDGERFLOW_ALLOWED_HOSTS=a,b      Host names the server answers besides localhost, 127.0.0.1,
+                                      ::1 and the bind address (`*.example.com` patterns, `*`: any)
+    LEDGERFLOW_CORS_ORIGINS=o1,o2     browser origins (`https://dash.example.com`) that may call
+                                      the API; none by default. The server's own origin always may.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+__all__ = ["ApiSettings", "is_loopback", "load_api_settings"]
+
+_ON = {"1", "on", "true", "yes"}
+_OFF = {"0", "off", "false", "no"}
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 4300
+    auth: bool = False
+    max_body_bytes: int = 16 * 1024 * 1024
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header values answered besides the local names and the bind address."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the API (besides the server's own)."""
+    heartbeat_seconds: float = 15.0
+    feed_window: int = 20_000
+    """Newest events the feed keeps in memory for live clients; others read the log."""
+
+    # The background services this process runs (api/http/services.py); tests turn them off.
+    run_projections: bool = True
+    """Keep the projections current with the log (the read model never catches up in a GET)."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+                raise ValueError(
+                    f"LEDGERFLOW_ALLOWED_HOSTS: {host!r} is not a host name; a pattern looks like *.example.com"
+                )
+        return hosts
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin != "*" and ("://" not in origin or origin.rstrip("/").count("/") != 2):
+                raise ValueError(
+                    f"LEDGERFLOW_CORS_ORIGINS: {origin!r} is not an origin; "
+                    "write scheme://host[:port], e.g. https://dash.example.com"
+                )
+        return tuple(origin.rstrip("/") for origin in origins)
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """Host header patterns to answer: the local names, the bind address, the configured ones.
+
+        A wildcard bind address (0.0.0.0, ::) names no host: clients on other machines reach the
+        server under names it cannot know, which LEDGERFLOW_ALLOWED_HOSTS must list."""
+        names = [*_LOCAL_HOSTS, self.host, *self.allowed_hosts]
+        return list(dict.fromkeys(_bracketed(name.lower()) for name in names if name and not _is_wildcard(name)))
+
+
+def _bracketed(name: str) -> str:
+    # A Host header writes an IPv6 literal in brackets ("[::1]:4300"), and Starlette compares
+    # the host part with its brackets.
+    try:
+        return f"[{name}]" if ipaddress.ip_address(name).version == 6 else name
+    except ValueError:
+        return name
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _names(environ: Mapping[str, str], variable: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in environ.get(variable, "").split(",") if name.strip())
+
+
+def load_api_settings(
+    environ: Mapping[str, str], host: str = "127.0.0.1", port: int = 4300
+) -> ApiSettings:
+    """Settings for a server on `host:port` from the `LEDGERFLOW_*` variables of `environ`."""
+    raw = environ.get("LEDGERFLOW_AUTH", "").strip().lower()
+    if raw in _ON:
+        auth = True
+    elif raw in _OFF:
+        auth = False
+    elif raw == "":
+        auth = not is_loopback(host)
+    else:
+        raise ValueError(f"LEDGERFLOW_AUTH must be 'on' or 'off', not {raw!r}")
+    try:
+        return ApiSettings(
+            host=host, port=port, auth=auth,
+            allowed_hosts=_names(environ, "LEDGERFLOW_ALLOWED_HOSTS"),
+            cors_origins=_names(environ, "LEDGERFLOW_CORS_ORIGINS"),
+        )
+    except ValidationError as exc:  # one line, naming the variable
+        raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None

@@ -1,0 +1,62 @@
+"""What the requests of one server process need: opened in the app's lifespan, closed after.
+
+Background work (the feed's tail reader, the projection loop, and later the automation engine,
+the scheduler, ...) does not live here: it is a `Service` (services.py) that the lifespan's
+`Supervisor` starts and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from ledgerflow.api.http.feed import FeedHub
+from ledgerflow.api.http.metrics import Metrics
+from ledgerflow.api.http.settings import ApiSettings
+from ledgerflow.api.keys import ApiKeys
+from ledgerflow.events import EventStore, Settings, open_store
+from ledgerflow.projections.readmodel import ReadModel
+from ledgerflow.projections.runner import engine_of
+
+__all__ = ["ServerState", "prepare_database"]
+
+
+@dataclass(frozen=True)
+class ServerState:
+    api: ApiSettings
+    store: EventStore
+    read_model: ReadModel
+    """Read only: the projection service keeps it current, so a GET never folds the log."""
+    keys: ApiKeys
+    metrics: Metrics
+    hub: FeedHub
+
+    @classmethod
+    def open(
+        cls, settings: Settings, api: ApiSettings, metrics: Metrics, loop: asyncio.AbstractEventLoop
+    ) -> ServerState:
+        """Open the store and what stands on it; `loop` is the one the feed's clients run on."""
+        store = open_store(settings.store_url)
+        try:
+            read_model = ReadModel(store, catch_up=False)
+            keys = ApiKeys(engine_of(store))
+            hub = FeedHub(store, loop, api.feed_window)
+        except BaseException:
+            store.close()
+            raise
+        return cls(api, store, read_model, keys, metrics, hub)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def prepare_database(settings: Settings) -> None:
+    """Create or migrate every table a server uses (log, projections, keys), then close.
+
+    Server processes starting together on a fresh database would race to create them."""
+    store = open_store(settings.store_url)
+    try:
+        ReadModel(store, catch_up=False)
+        ApiKeys(engine_of(store))
+    finally:
+        store.close()
