@@ -1,0 +1,223 @@
+"""The automation engine: every enabled automation evaluated over the log, firings recorded as
+events, their actions delivered by the dispatcher.
+
+It is fed by a durable consumer (events/consumer.py) in log order: `handle(batch)` for each
+batch, `tick(now)` when the log is idle (proactive windows expire with the clock). Its state is
+kept in `automation_engine_state`, written after each batch:
+
+- `cursor`: the last event whose effects are in the state. A batch delivered again after a
+  crash (at-least-once) skips what the state already holds.
+- the trigger windows (notifications/evaluation.py);
+- the actions triggered without an outcome seen yet (`pending`).
+
+Why a firing is delivered exactly once across kill -9: the firing and its actions are appended
+with ids derived from their cause, so evaluating a batch again appends nothing new; each
+`action.triggered` id is the delivery's idempotency key, recorded before sending, and its
+outcome (`action.succeeded` / `action.failed`) after. An action whose outcome the engine has not
+seen stays pending in the state; after a restart the engine catches up with the log (outcomes
+recorded before the crash clear their actions) and then delivers what is still pending. A
+crash after the receiver got a message but before its outcome was recorded sends it again, with
+the same `X-Ledgerflow-Delivery` key (at-least-once, deduplicable).
+
+The state row is written by compare-and-swap on its revision: of two engines on one database,
+only the one whose write lands dispatches; the other reloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import orjson
+from sqlalchemy import Engine, select
+
+from ledgerflow.events.cursor import START, Cursor
+from ledgerflow.events.model import NewEvent, StoredEvent, StreamAppend, utcnow
+from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.store import EventStore
+from ledgerflow.notifications.context import run_as_of, template_context
+from ledgerflow.notifications.definitions import DEFINITION_TYPES, apply_definition
+from ledgerflow.notifications.dispatch import Dispatcher
+from ledgerflow.notifications.evaluation import Evaluator, Firing
+from ledgerflow.notifications.firing import automation_stream, firing_events
+from ledgerflow.notifications.matching import RunFacts, run_id_of
+from ledgerflow.notifications.model import Automation
+from ledgerflow.notifications.tables import engine_state, migrate
+
+__all__ = ["AutomationEngine"]
+
+_log = logging.getLogger("ledgerflow.notifications")
+_OUTCOMES = frozenset({"action.succeeded", "action.failed"})
+_FACTS_CACHE = 20_000
+
+
+class AutomationEngine:
+    def __init__(
+        self,
+        store: EventStore,
+        engine: Engine,
+        dispatcher: Dispatcher,
+        *,
+        name: str = "automations",
+        clock: Callable[[], float] = time.time,
+        settle: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.db = engine
+        self.dispatcher = dispatcher
+        self.name = name
+        self.clock = clock
+        self.settle = settle
+        """Seconds behind the clock that a tick looks: an event may be committed a little
+        after it occurred, and a window must not expire before it is read."""
+        self._lock = threading.RLock()
+        self._facts: OrderedDict[str, RunFacts | None] = OrderedDict()
+        self._loaded = False
+        self._recovered = False
+        migrate(engine)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the saved state and the automations as of its cursor."""
+        with self._lock:
+            with self.db.connect() as conn:
+                row = conn.execute(select(engine_state).where(engine_state.c.name == self.name)).first()
+            self.cursor = Cursor.parse(row.cursor) if row else START
+            self.revision = int(row.revision) if row else 0
+            saved: dict[str, Any] = orjson.loads(row.state) if row else {}
+            self.automations: dict[UUID, Automation] = {}
+            for event in self.store.iter_all(types=list(DEFINITION_TYPES)):
+                if Cursor.parse(event.cursor) > self.cursor:
+                    break
+                apply_definition(self.automations, event)
+            self.evaluator = Evaluator(self.automations.values())
+            self.evaluator.restore(saved.get("triggers", {}))
+            self.pending: dict[str, tuple[str, int]] = {
+                key: (str(value[0]), int(value[1])) for key, value in saved.get("pending", {}).items()
+            }
+            self._loaded, self._recovered = True, False
+
+    def _save(self) -> bool:
+        state = orjson.dumps({"triggers": self.evaluator.snapshot(), "pending": self.pending}).decode()
+        values = {"cursor": str(self.cursor), "revision": self.revision + 1, "state": state, "updated": utcnow()}
+        with self.db.connect().execution_options(ledgerflow_write=True) as conn, conn.begin():
+            if self.revision == 0:
+                exists = conn.execute(select(engine_state.c.revision).where(engine_state.c.name == self.name)).first()
+                if exists is None:
+                    conn.execute(engine_state.insert().values(name=self.name, **values))
+                    self.revision += 1
+                    return True
+            moved = conn.execute(
+                engine_state.update()
+                .where(engine_state.c.name == self.name, engine_state.c.revision == self.revision)
+                .values(**values)
+            )
+        if moved.rowcount != 1:
+            return False
+        self.revision += 1
+        return True
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def handle(self, events: Sequence[StoredEvent], upto: Cursor | str | None = None) -> int:
+        """Evaluate a batch of events (log order); return the firings it caused."""
+        with self._lock:
+            if not self._loaded:
+                self.load()
+            fresh = [e for e in events if Cursor.parse(e.cursor) > self.cursor]
+            end = Cursor.parse(upto) if upto is not None else (Cursor.parse(events[-1].cursor) if events else self.cursor)
+            if not fresh and end <= self.cursor:
+                return 0
+            firings: list[tuple[Firing, StoredEvent | None]] = []
+            for event in fresh:
+                self._note(event)
+                run = self._run_facts(event) if self.evaluator.needs_run(event) else None
+                firings.extend((firing, event) for firing in self.evaluator.observe(event, run))
+            self.cursor = max(self.cursor, end)
+            return self._commit(firings)
+
+    def tick(self, now: float | None = None) -> int:
+        """Let time pass up to `now` (default: the clock) less `settle`; return the firings.
+        Call it only once the log has been handled up to its head."""
+        with self._lock:
+            if not self._loaded:
+                self.load()
+            moment = (self.clock() if now is None else now) - self.settle
+            if moment <= self.evaluator.now:
+                count = 0
+            else:
+                count = self._commit([(firing, None) for firing in self.evaluator.advance(moment)])
+            if not self._recovered:
+                self._recover()
+            return count
+
+    def _note(self, event: StoredEvent) -> None:
+        if event.type in DEFINITION_TYPES:
+            changed = apply_definition(self.automations, event)
+            if isinstance(changed, Automation):
+                self.evaluator.put(changed)
+            elif isinstance(changed, UUID):
+                self.evaluator.remove(changed)
+        elif event.type in _OUTCOMES:
+            self.pending.pop(str(event.data.get("action_id")), None)
+
+    def _run_facts(self, event: StoredEvent) -> RunFacts | None:
+        run_id = run_id_of(event)
+        if run_id is None:
+            return None
+        if run_id in self._facts:
+            self._facts.move_to_end(run_id)
+            return self._facts[run_id]
+        first = self.store.read_stream(flow_run_stream(run_id), limit=1)
+        created = first[0].data if first and first[0].type == "flow-run.created" else None
+        facts = RunFacts.from_created(run_id, created) if created is not None else None
+        if created is not None:  # an unknown run may be created later: look again then
+            self._facts[run_id] = facts
+            if len(self._facts) > _FACTS_CACHE:
+                self._facts.popitem(last=False)
+        return facts
+
+    # -- firing ----------------------------------------------------------------------------
+
+    def _commit(self, firings: list[tuple[Firing, StoredEvent | None]]) -> int:
+        appends = [StreamAppend(automation_stream(f.automation.id), self._events(f, cause)) for f, cause in firings]
+        stored = self.store.append_streams(appends) if appends else []
+        actions = [e for e in stored if e.type == "action.triggered"]
+        for action in actions:
+            self.pending[str(action.id)] = (action.stream, action.stream_position)
+        if not self._save():
+            _log.warning("automation engine %r: another process moved its state; reloading", self.name)
+            self.load()
+            return 0
+        if actions:
+            self.dispatcher.submit(actions)
+        return len(firings)
+
+    def _events(self, firing: Firing, cause: StoredEvent | None) -> list[NewEvent]:
+        event = cause if cause is not None and firing.fired.posture == "reactive" else self._read(firing.fired.event.stream,
+                                                                                                   firing.fired.event.stream_position)
+        run_id = run_id_of(event)
+        flow_run = None
+        if run_id is not None:
+            flow_run = run_as_of(run_id, self.store.read_stream(flow_run_stream(run_id)), event)
+        context = template_context(event, flow_run, firing.automation)
+        return firing_events(firing.id, firing.automation, firing.fired, event, run_id, context)
+
+    def _read(self, stream: str, position: int) -> StoredEvent:
+        [event] = self.store.read_stream(stream, from_version=position, limit=1)
+        return event
+
+    def _recover(self) -> None:
+        """Deliver the actions triggered before a restart whose outcome is still not in the log."""
+        self._recovered = True
+        if not self.pending:
+            return
+        actions = [self._read(stream, position) for stream, position in self.pending.values()]
+        _log.info("automation engine %r: delivering %d action(s) pending since before the restart", self.name, len(actions))
+        self.dispatcher.submit(actions)
