@@ -160,7 +160,7 @@ class SmtpServer(_Block):
 
     block_type: ClassVar[str] = "smtp"
     host: str = Field(min_length=1, max_length=255)
-    port: int | None = Field(None, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
     security: Literal["starttls", "tls", "none"] = "starttls"
@@ -168,7 +168,7 @@ class SmtpServer(_Block):
     """The sender; by default the username (if it is an address) or `ledgerflow@<host>`."""
     ca_file: str | None = None
     """A CA bundle to trust besides the system's (a private mail server's certificate)."""
-    timeout: float = Field(30.0, gt=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600)
 
     @model_validator(mode="before")
     @classmethod
@@ -208,7 +208,7 @@ class Webhook(_Block):
     secret: SecretStr
     headers: dict[str, SecretStr] = {}
     method: Literal["POST", "PUT", "PATCH", "DELETE", "GET"] = "POST"
-    timeout: float = Field(10.0, gt=0, le=300)
+    timeout: float = Field(default=10.0, gt=0, le=300)
 
     _url = field_validator("url")(_http_url)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -95,16 +96,35 @@ class Automations:
     # -- reading ---------------------------------------------------------------------------
 
     def all(self) -> list[Automation]:
-        """Every automation, by name."""
+        """Every automation, by name (from the log's feed: on PostgreSQL an automation written
+        a moment ago may show a moment later)."""
         current = fold_definitions(self.store.iter_all(types=list(DEFINITION_TYPES)))
         return sorted(current.values(), key=lambda a: a.name)
 
     def get(self, name_or_id: str | UUID) -> Automation:
+        """One automation, read from its own streams: what this process just wrote is there
+        (the type-filtered feed `all` reads may lag a moment behind on PostgreSQL)."""
         key = str(name_or_id)
-        for automation in self.all():
-            if automation.name == key or str(automation.id) == key:
-                return automation
+        automation_id = self._resolve(key)
+        if automation_id is not None:
+            current: dict[UUID, Automation] = {}
+            for event in self.store.read_stream(automation_stream(automation_id)):
+                if event.type in DEFINITION_TYPES:
+                    apply_definition(current, event)
+            found = current.get(automation_id)
+            if found is not None and (found.name == key or str(found.id) == key):
+                return found
         raise AutomationNotFound(f"no automation named {key!r}")
+
+    def _resolve(self, key: str) -> UUID | None:
+        try:
+            return UUID(key)
+        except ValueError:
+            pass
+        claims = self.store.read_stream(name_stream(key))
+        if claims and claims[-1].type == "automation.name-claimed":
+            return UUID(claims[-1].data["automation_id"])
+        return None
 
     def history(self, automation: Automation, limit: int = 50) -> list[StoredEvent]:
         """The newest `limit` firings and outcomes of `automation` (oldest first)."""
@@ -118,9 +138,9 @@ class Automations:
         """A new automation; AutomationExists if the name is taken."""
         now = utcnow()
         automation = Automation(**spec.model_dump(), id=new_id(), created=now, updated=now)
-        created = self._event("automation.created", {"automation": _definition(automation)})
+        created = self._event("automation.created", {"automation": _definition(automation)}, now)
         self._claim(spec.name, automation.id, [StreamAppend(automation_stream(automation.id), [created], NO_STREAM)])
-        return self.get(automation.id)
+        return automation
 
     def update(self, name_or_id: str | UUID, spec: AutomationSpec) -> Automation:
         """Replace an automation's definition (its name too; the new name must be free)."""
@@ -152,8 +172,8 @@ class Automations:
         self.store.append(automation_stream(found.id), [event])
         return self.get(found.id)
 
-    def _event(self, kind: str, data: dict[str, Any]) -> NewEvent:
-        return NewEvent(type=kind, data=data, meta=EventMeta(actor=self.actor))
+    def _event(self, kind: str, data: dict[str, Any], occurred: datetime | None = None) -> NewEvent:
+        return NewEvent(type=kind, data=data, meta=EventMeta(actor=self.actor), occurred=occurred or utcnow())
 
     def _claim(self, name: str, automation_id: UUID, appends: Sequence[StreamAppend]) -> None:
         stream = name_stream(name)

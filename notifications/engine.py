@@ -101,6 +101,7 @@ class AutomationEngine:
             self.pending: dict[str, tuple[str, int]] = {
                 key: (str(value[0]), int(value[1])) for key, value in saved.get("pending", {}).items()
             }
+            self._restored = set(self.pending)
             self._loaded, self._recovered = True, False
 
     def _save(self) -> bool:
@@ -214,10 +215,20 @@ class AutomationEngine:
         return event
 
     def _recover(self) -> None:
-        """Deliver the actions triggered before a restart whose outcome is still not in the log."""
+        """Deliver the actions triggered before a restart whose outcome is still not in the log.
+
+        Only those the saved state held (fired by an earlier process); each is checked in its
+        own stream, which shows every outcome recorded so far, even one the feed shows later."""
         self._recovered = True
-        if not self.pending:
-            return
-        actions = [self._read(stream, position) for stream, position in self.pending.values()]
-        _log.info("automation engine %r: delivering %d action(s) pending since before the restart", self.name, len(actions))
-        self.dispatcher.submit(actions)
+        actions = []
+        for key in self._restored & set(self.pending):
+            stream, position = self.pending[key]
+            after = self.store.read_stream(stream, from_version=position)
+            if any(e.type in _OUTCOMES and e.data.get("action_id") == key for e in after):
+                self.pending.pop(key, None)
+            else:
+                actions.append(after[0])
+        self._restored.clear()
+        if actions:
+            _log.info("automation engine %r: delivering %d action(s) pending since before a restart", self.name, len(actions))
+            self.dispatcher.submit(actions)

@@ -136,7 +136,7 @@ class ReactiveTrigger(_Strict):
 
     posture: Literal["reactive"] = "reactive"
     match: Match
-    threshold: int = Field(1, ge=1, le=100_000)
+    threshold: int = Field(default=1, ge=1, le=100_000)
     within: Seconds = 0.0
     for_each: Literal["run", "flow"] | None = None
     cooldown: Seconds = 0.0
@@ -150,7 +150,7 @@ class ProactiveTrigger(_Strict):
     posture: Literal["proactive"]
     match: Match
     after: Patterns
-    threshold: int = Field(1, ge=1, le=100_000)
+    threshold: int = Field(default=1, ge=1, le=100_000)
     within: Seconds
     for_each: Literal["run", "flow"] | None = "run"
     cooldown: Seconds = 0.0
@@ -223,7 +223,7 @@ class ReplayFlowRunAction(_Strict):
     """Request a replay of the triggering flow run (a new run reusing its completed tasks)."""
 
     type: Literal["replay-flow-run"]
-    max_replays: int = Field(1, ge=1, le=100)
+    max_replays: int = Field(default=1, ge=1, le=100)
     """Replays allowed per original run, counted along the chain of replays of replays."""
 
 
@@ -262,7 +262,7 @@ class AutomationSpec(_Strict):
 
     name: Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v),
                     Field(pattern=_NAME.pattern)]
-    description: str = Field("", max_length=2000)
+    description: str = Field(default="", max_length=2000)
     enabled: bool = True
     trigger: Trigger
     actions: list[Action] = Field(min_length=1, max_length=20)

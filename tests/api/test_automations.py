@@ -16,7 +16,7 @@ from ledgerflow.notifications import RemoteSlackWebhook, SlackWebhook
 from ledgerflow.notifications.blocks import BlockStore
 from ledgerflow.notifications.secretbox import SecretBox, load_keys
 from tests.notifications.history import Runs
-from tests.notifications.receivers import HttpReceiver, serving_http
+from tests.notifications.receivers import HttpReceiver, serving_http, wait_until
 
 RULE = {
     "name": "etl-failures",
@@ -32,7 +32,7 @@ def test_automation_crud(client: TestClient) -> None:
     body = made.json()
     assert body["name"] == "etl-failures" and body["enabled"] is True and body["trigger"]["posture"] == "reactive"
     assert client.post("/api/automations", json=RULE).status_code == 409
-    assert [a["name"] for a in client.get("/api/automations").json()] == ["etl-failures"]
+    wait_until(lambda: [a["name"] for a in client.get("/api/automations").json()] == ["etl-failures"])
     assert client.get(f"/api/automations/{body['id']}").json()["name"] == "etl-failures"
     assert client.post("/api/automations/etl-failures/disable").json()["enabled"] is False
     assert client.post("/api/automations/etl-failures/enable").json()["enabled"] is True

@@ -13,6 +13,7 @@ import orjson
 
 from ledgerflow.events import open_store
 from tests.notifications.history import Runs
+from tests.notifications.receivers import wait_until
 
 LEDGERFLOW = str(Path(sys.executable).with_name("ledgerflow"))
 
@@ -51,8 +52,7 @@ def test_automation_commands(tmp_path: Path, store_url: str) -> None:
     refused = cli(tmp_path, store_url, "automation", "create", "-f", str(bad))
     assert refused.returncode == 1 and "trigger.reactive.threshold" in refused.stderr
 
-    listed = cli(tmp_path, store_url, "automation", "ls")
-    assert "etl-failures" in listed.stdout and "reactive: flow-run.Failed" in listed.stdout
+    wait_until(lambda: "reactive: flow-run.Failed" in cli(tmp_path, store_url, "automation", "ls").stdout)
     assert cli(tmp_path, store_url, "automation", "disable", "etl-failures").returncode == 0
     shown = cli(tmp_path, store_url, "automation", "inspect", "etl-failures")
     assert shown.returncode == 0 and "disabled" in shown.stdout and "cooldown: 600.0" in shown.stdout
@@ -75,7 +75,7 @@ def test_automation_commands(tmp_path: Path, store_url: str) -> None:
     assert [f["actions"][0]["message"]["text"] for f in as_json] == ["nightly-etl failed: disk full"]
 
     assert cli(tmp_path, store_url, "automation", "delete", "etl-failures").returncode == 0
-    assert "no automations" in cli(tmp_path, store_url, "automation", "ls").stdout
+    wait_until(lambda: "no automations" in cli(tmp_path, store_url, "automation", "ls").stdout)
 
 
 def test_block_commands_never_print_secrets(tmp_path: Path, store_url: str) -> None:
@@ -122,6 +122,6 @@ def _server_session(tmp_path: Path, server: str) -> None:
     assert "SUPERSECRET" not in made.stdout
     assert not (client_home / "secret.key").exists()  # encrypted with the server's key, not ours
     assert cli(client_home, None, "automation", "create", "-f", str(rule), api_url=server).returncode == 0
-    assert "etl-failures" in cli(client_home, None, "automation", "ls", api_url=server).stdout
+    wait_until(lambda: "etl-failures" in cli(client_home, None, "automation", "ls", api_url=server).stdout)
     again = cli(client_home, None, "automation", "create", "-f", str(rule), api_url=server)
     assert again.returncode == 1 and "exists" in again.stderr

@@ -21,7 +21,7 @@ from ledgerflow.notifications.matching import run_id_of
 from ledgerflow.notifications.secretbox import SecretBox, load_keys
 from ledgerflow.notifications.triggers import Fired
 
-__all__ = ["FAST", "Clock", "blocks_in", "create_automation", "dispatching", "fire_by_hand", "outcomes_of", "pump",
+__all__ = ["FAST", "Clock", "blocks_in", "create_automation", "dispatching", "fire_by_hand", "outcomes_of", "pump", "drained",
            "running_engine"]
 
 FAST = RetryPolicy(attempts=4, first_delay=0.02, factor=2.0, max_delay=0.2)
@@ -84,6 +84,12 @@ def pump(engine: AutomationEngine, store: EventStore) -> None:
         if engine.cursor >= head:
             break
     engine.tick()
+
+
+def drained(engine: AutomationEngine, store: EventStore) -> bool:
+    """Pump once; whether every action's outcome has come back through the log."""
+    pump(engine, store)
+    return engine.pending == {}
 
 
 @contextmanager

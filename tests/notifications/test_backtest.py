@@ -35,6 +35,7 @@ def test_reactive_backtest_fires_exactly_at_the_expected_events(store: EventStor
     fourth = runs.created(40, "nightly-etl")
     crashed = runs.state(fourth, "Crashed", 40, "worker lost")
     spec = parse_rule(REACTIVE)
+    runs.settled()
     before = store.head()
 
     firings = backtest_log(store, spec, until=BASE + timedelta(days=1))
@@ -76,6 +77,7 @@ def test_proactive_backtest_fires_for_late_runs_only(store: EventStore) -> None:
     runs.state(late, "Completed", 130)
     never = runs.created(200, "nightly-etl")
     started_never = runs.state(never, "Running", 200)
+    runs.settled()
 
     firings = backtest_log(store, parse_rule(PROACTIVE), until=BASE + timedelta(seconds=300))
 

@@ -11,6 +11,7 @@ import pytest
 from ledgerflow.events import EventStore
 from ledgerflow.notifications import AutomationExists, AutomationNotFound, AutomationSpec, parse_rule
 from ledgerflow.notifications.definitions import DEFINITION_TYPES, Automations
+from tests.notifications.receivers import wait_until
 
 RULE = """
 name: {name}
@@ -33,7 +34,7 @@ def test_lifecycle_is_events_in_the_automation_stream(store: EventStore) -> None
     assert automations.enable(created.id).enabled is True
     updated = automations.update("etl-failures", rule(description="now described"))
     assert updated.description == "now described" and updated.created == created.created
-    assert [a.name for a in automations.all()] == ["etl-failures"]
+    wait_until(lambda: [a.name for a in automations.all()] == ["etl-failures"], what="the feed shows it")
     automations.delete("etl-failures")
     with pytest.raises(AutomationNotFound):
         automations.get("etl-failures")
@@ -42,7 +43,8 @@ def test_lifecycle_is_events_in_the_automation_stream(store: EventStore) -> None
         "automation.created", "automation.disabled", "automation.enabled", "automation.updated", "automation.deleted",
     ]
     assert all(e.meta.actor == "test" for e in stream)
-    assert [e.type for e in store.read_all(types=list(DEFINITION_TYPES))] == [e.type for e in stream]
+    wait_until(lambda: [e.type for e in store.read_all(types=list(DEFINITION_TYPES))] == [e.type for e in stream],
+               what="the feed shows them")
 
 
 def test_names_are_unique_until_deleted_or_renamed(store: EventStore) -> None:
@@ -58,7 +60,7 @@ def test_names_are_unique_until_deleted_or_renamed(store: EventStore) -> None:
     automations.create(rule("a"))  # "a" was released by the rename
     automations.delete("c")
     automations.create(rule("c"))
-    assert sorted(a.name for a in automations.all()) == ["a", "b", "c"]
+    wait_until(lambda: sorted(a.name for a in automations.all()) == ["a", "b", "c"], what="the feed shows them")
 
 
 def test_concurrent_creates_of_one_name_one_wins(store_factory: Callable[[], EventStore]) -> None:
@@ -80,4 +82,4 @@ def test_concurrent_creates_of_one_name_one_wins(store_factory: Callable[[], Eve
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["created", "exists", "exists", "exists"]
-    assert [a.name for a in Automations(stores[0]).all()] == ["race"]
+    wait_until(lambda: [a.name for a in Automations(stores[0]).all()] == ["race"], what="the feed shows it")

@@ -16,7 +16,7 @@ from ledgerflow.notifications.blocks import BlockStore, parse_block
 from ledgerflow.notifications.firing import automation_stream
 from tests.notifications.history import Runs
 from tests.notifications.receivers import HttpReceiver, serving_http, wait_until
-from tests.notifications.support import Clock, blocks_in, create_automation, outcomes_of, pump, running_engine
+from tests.notifications.support import Clock, blocks_in, create_automation, drained, outcomes_of, pump, running_engine
 
 
 @pytest.fixture
@@ -51,13 +51,13 @@ def test_a_failure_fires_once_and_is_delivered_once(
     runs = Runs(store, datetime.now(UTC))
     run, failed = runs.failed_run(0, "nightly-etl", "disk full")
     runs.failed_run(0, "other-flow", "not ours")
+    runs.settled()
     clock = Clock(time.time())
     with running_engine(store, blocks, clock) as engine:
         pump(engine, store)
         wait_until(lambda: len(outcomes_of(store, automation)) == 2, what="both outcomes")
-        pump(engine, store)  # the outcomes come back through the log and clear the pending actions
-        pump(engine, store)
-        assert engine.pending == {}
+        # The outcomes come back through the log and clear the pending actions.
+        wait_until(lambda: drained(engine, store), what="no pending actions")
     [slack] = app.at("/slack")
     assert orjson.loads(slack.body) == {"text": "nightly-etl failed: disk full"}
     [hook] = app.at("/hook")
@@ -93,10 +93,12 @@ def test_proactive_fires_when_a_run_does_not_finish_in_time_and_not_when_it_does
     runs.state(late, "Running", 0)
     on_time = runs.created(0, "nightly-etl")
     runs.state(on_time, "Running", 0)
+    runs.settled()
     clock = Clock(start + 5)
     with running_engine(store, blocks, clock) as engine:
         pump(engine, store)
         runs.state(on_time, "Completed", 10)
+        runs.settled()
         clock.now = start + 29
         pump(engine, store)
         assert outcomes_of(store, automation) == [] and app.at("/slack") == []
@@ -126,6 +128,7 @@ def test_a_storm_of_failures_sends_one_alert_and_redelivery_adds_nothing(
     runs = Runs(store, datetime.now(UTC))
     for n in range(60):
         runs.failed_run(n / 10, f"flow-{n % 7}", f"failure {n}")
+    runs.settled()
     with running_engine(store, blocks, Clock(time.time())) as engine:
         pump(engine, store)
         wait_until(lambda: len(outcomes_of(store, automation)) == 1, what="one alert")
@@ -143,7 +146,9 @@ def test_a_firing_recorded_before_a_crash_is_delivered_once_after_the_restart(
 
     app, _ = receiver
     automation = create_automation(store, REACTIVE)
-    Runs(store, datetime.now(UTC)).failed_run(0, "nightly-etl", "disk full")
+    runs = Runs(store, datetime.now(UTC))
+    runs.failed_run(0, "nightly-etl", "disk full")
+    runs.settled()
     never_started = Dispatcher(lambda client: None, lambda outcomes: None)  # type: ignore[arg-type, return-value]
     crashed = AutomationEngine(store, blocks.engine, never_started, settle=0.0)
     crashed.load()
@@ -154,6 +159,5 @@ def test_a_firing_recorded_before_a_crash_is_delivered_once_after_the_restart(
             assert len(engine.pending) in (0, 2)
             pump(engine, store)
             wait_until(lambda: len(outcomes_of(store, automation)) == 2, what="both outcomes")
-            pump(engine, store)
-            assert engine.pending == {}
+            wait_until(lambda: drained(engine, store), what="no pending actions")
     assert len(app.at("/slack")) == 1 and len(app.at("/hook")) == 1

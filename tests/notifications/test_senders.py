@@ -40,7 +40,7 @@ def _send(make: Any, message: dict[str, Any], key: str = "key-1") -> dict[str, A
 
 def test_slack_posts_text_and_blocks(receiver: tuple[HttpReceiver, str]) -> None:
     app, url = receiver
-    block = SlackWebhook(url=f"{url}/services/T0/B0/xyz")  # type: ignore[arg-type]
+    block = SlackWebhook.model_validate(dict(url=f"{url}/services/T0/B0/xyz"))
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*etl* failed"}}]
     assert _send(lambda c: SlackNotifier(block, c), {"text": "etl failed", "blocks": blocks}) == {"status": 200}
     [got] = app.at("/services/T0/B0/xyz")
@@ -51,7 +51,7 @@ def test_slack_posts_text_and_blocks(receiver: tuple[HttpReceiver, str]) -> None
 
 def test_webhook_is_signed_over_timestamp_and_body(receiver: tuple[HttpReceiver, str]) -> None:
     app, url = receiver
-    block = Webhook(url=f"{url}/hook", secret=SECRET, headers={"Authorization": "Bearer abc"})  # type: ignore[arg-type]
+    block = Webhook.model_validate(dict(url=f"{url}/hook", secret=SECRET, headers={"Authorization": "Bearer abc"}))
     body = '{"run": "r-1"}'
     _send(lambda c: WebhookNotifier(block, c), {"body": body, "method": None, "headers": {"X-Extra": "1"}}, key="k-9")
     [got] = app.at("/hook")
@@ -70,7 +70,7 @@ def test_webhook_is_signed_over_timestamp_and_body(receiver: tuple[HttpReceiver,
 
 def test_a_rule_cannot_forge_the_signature_headers(receiver: tuple[HttpReceiver, str]) -> None:
     app, url = receiver
-    block = Webhook(url=f"{url}/hook", secret=SECRET)  # type: ignore[arg-type]
+    block = Webhook.model_validate(dict(url=f"{url}/hook", secret=SECRET))
     forged = {"X-Ledgerflow-Signature": "sha256=00", "X-Ledgerflow-Delivery": "other"}
     _send(lambda c: WebhookNotifier(block, c), {"body": "{}", "headers": forged}, key="real")
     [got] = app.at("/hook")
@@ -80,7 +80,7 @@ def test_a_rule_cannot_forge_the_signature_headers(receiver: tuple[HttpReceiver,
 
 def test_webhook_method_from_the_rule_or_the_block(receiver: tuple[HttpReceiver, str]) -> None:
     app, url = receiver
-    block = Webhook(url=f"{url}/put", secret=SECRET, method="PUT")  # type: ignore[arg-type]
+    block = Webhook.model_validate(dict(url=f"{url}/put", secret=SECRET, method="PUT"))
     _send(lambda c: WebhookNotifier(block, c), {"body": "{}"})
     _send(lambda c: WebhookNotifier(block, c), {"body": "{}", "method": "PATCH"})
     assert [r.method for r in app.at("/put")] == ["PUT", "PATCH"]
@@ -90,7 +90,7 @@ def test_webhook_method_from_the_rule_or_the_block(receiver: tuple[HttpReceiver,
 def test_http_errors_are_classified(receiver: tuple[HttpReceiver, str], status: int, retryable: bool) -> None:
     app, url = receiver
     app.plans["/hook"] = [status]
-    block = Webhook(url=f"{url}/hook", secret=SECRET)  # type: ignore[arg-type]
+    block = Webhook.model_validate(dict(url=f"{url}/hook", secret=SECRET))
     with pytest.raises(DeliveryError) as caught:
         _send(lambda c: WebhookNotifier(block, c), {"body": "{}"})
     assert caught.value.retryable is retryable
@@ -101,7 +101,7 @@ def test_unreachable_is_retryable_and_hides_the_url() -> None:
     from tests.notifications.receivers import free_port
 
     url = f"http://127.0.0.1:{free_port()}/services/SECRET-TOKEN"
-    block = SlackWebhook(url=url)  # type: ignore[arg-type]
+    block = SlackWebhook.model_validate(dict(url=url))
     with pytest.raises(DeliveryError) as caught:
         _send(lambda c: SlackNotifier(block, c), {"text": "x"})
     assert caught.value.retryable
@@ -126,7 +126,7 @@ def _parts(message: Any) -> dict[str, str]:
 def test_email_plain_and_html_without_tls() -> None:
     smtp = SmtpReceiver()
     with serving_smtp(smtp) as port:
-        result = _mail(SmtpServer(host="127.0.0.1", port=port, security="none", from_address="lf@example.com"))
+        result = _mail(SmtpServer.model_validate(dict(host="127.0.0.1", port=port, security="none", from_address="lf@example.com")))
     assert result == {"recipients": 2, "refused": []}
     [(envelope, message)] = smtp.messages
     assert envelope.mail_from == "lf@example.com"
@@ -141,8 +141,8 @@ def test_email_over_tls_with_login(tmp_path: Path, security: str) -> None:
     cert = self_signed(tmp_path)
     smtp = SmtpReceiver(username="bot@example.com", password="hunter2")
     with serving_smtp(smtp, security=security, cert=cert) as port:
-        block = SmtpServer(host="127.0.0.1", port=port, security=security,  # type: ignore[arg-type]
-                           username="bot@example.com", password="hunter2", ca_file=str(cert[0]))
+        block = SmtpServer.model_validate(dict(host="127.0.0.1", port=port, security=security,
+                                               username="bot@example.com", password="hunter2", ca_file=str(cert[0])))
         _mail(block, {**MAIL, "html": None})
     assert smtp.logins == ["bot@example.com"]
     assert smtp.tls_sessions == 1
@@ -155,8 +155,8 @@ def test_email_wrong_password_is_not_retried(tmp_path: Path) -> None:
     cert = self_signed(tmp_path)
     smtp = SmtpReceiver(username="bot@example.com", password="hunter2")
     with serving_smtp(smtp, security="starttls", cert=cert) as port:
-        block = SmtpServer(host="127.0.0.1", port=port, username="bot@example.com",  # type: ignore[arg-type]
-                           password="wrong", ca_file=str(cert[0]))
+        block = SmtpServer.model_validate(dict(host="127.0.0.1", port=port, username="bot@example.com",
+                                               password="wrong", ca_file=str(cert[0])))
         with pytest.raises(DeliveryError) as caught:
             _mail(block)
     assert not caught.value.retryable
@@ -169,5 +169,5 @@ def test_email_untrusted_certificate_is_refused(tmp_path: Path) -> None:
     smtp = SmtpReceiver()
     with serving_smtp(smtp, security="starttls", cert=cert) as port:
         with pytest.raises(DeliveryError):
-            _mail(SmtpServer(host="127.0.0.1", port=port, security="starttls"))
+            _mail(SmtpServer.model_validate(dict(host="127.0.0.1", port=port, security="starttls")))
     assert smtp.messages == []

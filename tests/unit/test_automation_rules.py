@@ -129,13 +129,13 @@ def test_resource_filters() -> None:
     run = RunFacts.from_created("r1", {"flow_name": "nightly-etl", "tags": ["prod", "etl"], "deployment_id": "d1",
                                        "work_pool": "pool-a"})
     assert resource_matches(Match(events=["*"]), None)
-    assert resource_matches(Match(events=["*"], flow_name="nightly-*"), run)
-    assert not resource_matches(Match(events=["*"], flow_name="other"), run)
+    assert resource_matches(Match(events=["*"], flow_name=["nightly-*"]), run)
+    assert not resource_matches(Match(events=["*"], flow_name=["other"]), run)
     assert resource_matches(Match(events=["*"], tags=["prod", "etl"]), run)
     assert not resource_matches(Match(events=["*"], tags=["prod", "dev"]), run)
-    assert resource_matches(Match(events=["*"], deployment="d1", work_pool=["pool-*"]), run)
-    assert not resource_matches(Match(events=["*"], work_pool="pool-b"), run)
-    assert not resource_matches(Match(events=["*"], flow_name="nightly-etl"), None)
+    assert resource_matches(Match(events=["*"], deployment=["d1"], work_pool=["pool-*"]), run)
+    assert not resource_matches(Match(events=["*"], work_pool=["pool-b"]), run)
+    assert not resource_matches(Match(events=["*"], flow_name=["nightly-etl"]), None)
 
 
 def test_run_of_an_event() -> None:

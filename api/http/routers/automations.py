@@ -31,7 +31,7 @@ blocks_admin = APIRouter(prefix="/api/blocks", tags=["blocks"], dependencies=[De
 
 Name = Annotated[str, Path(min_length=1, max_length=200, description="The automation's name or id")]
 BlockName = Annotated[str, Path(min_length=1, max_length=200)]
-_NOT_FOUND = {404: {"description": "no such automation"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such automation"}}
 
 
 def _automations(store: StoreDep) -> Automations:
