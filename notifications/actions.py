@@ -131,8 +131,10 @@ def replay_flow_run(log: RunLog, flow_run_id: str, *, replay_id: UUID, max_repla
             parameters=created.get("parameters") or {},
             tags=created.get("tags") or [],
             replay_of=flow_run_id,
+            deployment_id=created.get("deployment_id"),
             work_pool=created.get("work_pool"),
             flow_run_id=replay_id,
+            extra={"replay_options": {"from_task": None, "no_reuse": []}},
             actor=actor,
         )
     except ConcurrencyConflict:
