@@ -36,7 +36,7 @@ from uuid import UUID
 import orjson
 from sqlalchemy import Engine, select
 
-from ledgerflow.events.cursor import START, Cursor
+from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.model import NewEvent, StoredEvent, StreamAppend, utcnow
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.store import EventStore
@@ -66,6 +66,7 @@ class AutomationEngine:
         name: str = "automations",
         clock: Callable[[], float] = time.time,
         settle: float = 1.0,
+        start: Cursor | str | None = None,
     ) -> None:
         self.store = store
         self.db = engine
@@ -75,6 +76,9 @@ class AutomationEngine:
         self.settle = settle
         """Seconds behind the clock that a tick looks: an event may be committed a little
         after it occurred, and a window must not expire before it is read."""
+        self.start = Cursor.parse(start)
+        """Where an engine with no saved state begins (its consumer's start): automations act
+        on what happens from then on, not on the history before (the backtest is for that)."""
         self._lock = threading.RLock()
         self._facts: OrderedDict[str, RunFacts | None] = OrderedDict()
         self._loaded = False
@@ -88,7 +92,7 @@ class AutomationEngine:
         with self._lock:
             with self.db.connect() as conn:
                 row = conn.execute(select(engine_state).where(engine_state.c.name == self.name)).first()
-            self.cursor = Cursor.parse(row.cursor) if row else START
+            self.cursor = Cursor.parse(row.cursor) if row else self.start
             self.revision = int(row.revision) if row else 0
             saved: dict[str, Any] = orjson.loads(row.state) if row else {}
             self.automations: dict[UUID, Automation] = {}
