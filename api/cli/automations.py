@@ -30,7 +30,7 @@ from ledgerflow.notifications.errors import NotificationError
 from ledgerflow.notifications.model import Automation, AutomationSpec, load_rule
 from ledgerflow.notifications.secretbox import SecretBox
 
-__all__ = ["automation_app", "block_app"]
+__all__ = ["automation_app", "block_app", "engine_app"]
 
 automation_app = typer.Typer(help="Rules on the event log that notify and act on runs.", no_args_is_help=True)
 block_app = typer.Typer(help="Credentials (Slack, SMTP, webhooks) that actions use, stored encrypted.", no_args_is_help=True)
@@ -422,3 +422,34 @@ def block_delete(name: BlockNameArg) -> None:
     with backend() as api:
         api.delete_block(name)
     out.print(f"block [bold]{escape(name)}[/] deleted")
+
+
+engine_app = typer.Typer(help="The automation engine.", no_args_is_help=True)
+
+
+@engine_app.command("run")
+def run_engine() -> None:
+    """Run the automation engine here until Ctrl-C (the server runs one too, unless told not
+    to): evaluate every enabled automation over the log and deliver what fires. Works on the
+    database (LEDGERFLOW_DATABASE_URL), not through a server."""
+    import signal
+    import threading
+
+    from ledgerflow.notifications.service import automation_service
+
+    settings = load_settings()
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    with opened_store() as store:
+        try:
+            service = automation_service(store, SecretBox.from_settings(settings))
+            service.start()
+        except (NotificationError, EventStoreError) as exc:
+            fail(str(exc).splitlines()[0])
+        try:
+            count = len(service.engine.automations)
+            out.print(f"automation engine running ({count} automation(s) known); Ctrl-C to stop", highlight=False)
+            stopped.wait()
+        finally:
+            service.stop()

@@ -25,6 +25,7 @@ app.add_typer(projections.app, name="projections")
 app.command("stats")(runs.stats)
 app.add_typer(automations.automation_app, name="automation")
 app.add_typer(automations.block_app, name="block")
+app.add_typer(automations.engine_app, name="automations")
 
 
 def main() -> None:

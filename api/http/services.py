@@ -44,4 +44,8 @@ def services(state: ServerState, api: ApiSettings) -> list[Service]:
     found: list[Service] = [state.hub]
     if api.run_projections:
         found.append(projection_service(state.read_model))
+    if api.run_automations:
+        from ledgerflow.notifications.service import automation_service
+
+        found.append(automation_service(state.store, state.blocks))
     return found

@@ -39,6 +39,8 @@ class ApiSettings(BaseModel):
     # The background services this process runs (api/http/services.py); tests turn them off.
     run_projections: bool = True
     """Keep the projections current with the log (the read model never catches up in a GET)."""
+    run_automations: bool = True
+    """Run the automation engine (rules on the log that notify and act on runs)."""
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -27,7 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["HttpReceiver", "Received", "SmtpReceiver", "free_port", "self_signed", "serving_http", "serving_smtp", "wait_until"]
+__all__ = [
+    "HttpReceiver", "Received", "SmtpReceiver", "free_port", "self_signed", "serving_http", "serving_http_on",
+    "serving_smtp", "wait_until",
+]
 
 
 def free_port() -> int:
@@ -109,7 +112,13 @@ class HttpReceiver:
 @contextmanager
 def serving_http(app: Any) -> Iterator[str]:
     """Run an ASGI app under uvicorn on a free loopback port; yield its base URL."""
-    port = free_port()
+    with serving_http_on(app, free_port()) as url:
+        yield url
+
+
+@contextmanager
+def serving_http_on(app: Any, port: int) -> Iterator[str]:
+    """Run an ASGI app under uvicorn on loopback `port`; yield its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
