@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 
 from ledgerflow.events.migrations import Migration, apply_migrations
+from ledgerflow.events.transactions import write_connection
 
 __all__ = ["ApiKey", "ApiKeys", "KeyNotFound", "Scope"]
 
@@ -105,7 +106,7 @@ class ApiKeys:
         apply_migrations(engine, "api", MIGRATIONS)
 
     def _write(self) -> Connection:
-        return self.engine.connect().execution_options(ledgerflow_write=True)
+        return write_connection(self.engine)
 
     def create(self, name: str, scope: Scope | str) -> tuple[ApiKey, str]:
         """A new key: its record and the secret, which is never stored and never shown again."""

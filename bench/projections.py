@@ -42,66 +42,16 @@ from bench._common import (
     temp_sqlite_url,
 )
 from ledgerflow.events import Cursor, NewEvent, StreamAppend, open_store
-from ledgerflow.events.payloads import (
-    FlowRunCreated,
-    LogEmitted,
-    StateChanged,
-    TaskRunCreated,
-    flow_run_stream,
-)
-from ledgerflow.events.states import STATE_NAMES
+from ledgerflow.events.payloads import FlowRunCreated, TaskRunCreated, flow_run_stream
 from ledgerflow.events.store import EventStore
 from ledgerflow.projections import queries
 from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.projections.runner import ProjectionRunner
+from testdata.synthetic import compact_run, state_event
 
 TARGETS = {"rebuild": 20_000, "lag_p99_ms": 200, "query_ms": 50}
 APPEND_BATCH = 20_000
 CACHE = Path.home() / ".cache" / "ledgerflow-bench"
-
-
-def _state(run_id: str, name: str, at: datetime, task_id: str | None = None) -> NewEvent:
-    kind = "task-run" if task_id else "flow-run"
-    data = StateChanged(flow_run_id=run_id, task_run_id=task_id, state_type=STATE_NAMES[name],
-                        state_name=name).as_data()
-    return NewEvent(type=f"{kind}.{name}", data=data, occurred=at)
-
-
-def synthetic_run(rng: random.Random, start: datetime) -> StreamAppend:
-    """One flow run: created, Pending, Running, two task runs (created, Running, a log,
-    Completed or Failed), and its end: 12 events."""
-    run_id = str(uuid.uuid4())
-    flow = rng.choice(["etl", "report", "train", "sync", "backup"])
-    clock = start
-    events = [NewEvent(type="flow-run.created", occurred=clock, data=FlowRunCreated(
-        flow_run_id=run_id, flow_name=flow, run_name=f"{flow}-{run_id[:6]}", parameters={"day": 1},
-        tags=rng.sample(["prod", "nightly", "team-a"], rng.randint(0, 2)),
-        deployment_id=rng.choice([None, "dep-1", "dep-2"]),
-    ).as_data())]
-    clock += timedelta(milliseconds=50)
-    events += [_state(run_id, "Pending", clock), _state(run_id, "Running", clock + timedelta(milliseconds=5))]
-    upstream: list[str] = []
-    failed = False
-    for n, task_name in enumerate(("extract", "load")):
-        task_id = str(uuid.uuid4())
-        clock += timedelta(milliseconds=20)
-        events.append(NewEvent(type="task-run.created", occurred=clock, data=TaskRunCreated(
-            task_run_id=task_id, flow_run_id=run_id, task_key=f"flows.{task_name}", task_name=task_name,
-            run_name=f"{task_name}-0", occurrence=0, upstream=upstream, parameters={"n": n},
-        ).as_data()))
-        events.append(_state(run_id, "Running", clock, task_id))
-        events.append(NewEvent(type="log.emitted", occurred=clock, data=LogEmitted(
-            flow_run_id=run_id, task_run_id=task_id, level=20, level_name="INFO", logger="task",
-            message=f"{task_name} working",
-        ).as_data()))
-        clock += timedelta(milliseconds=rng.randint(10, 30_000))
-        outcome = "Failed" if rng.random() < 0.05 else "Completed"
-        failed = failed or outcome == "Failed"
-        events.append(_state(run_id, outcome, clock, task_id))
-        upstream = [task_id]
-    events.append(_state(run_id, "Failed" if failed else rng.choice(["Completed"] * 30 + ["Crashed"]),
-                         clock + timedelta(milliseconds=10)))
-    return StreamAppend(flow_run_stream(run_id), events)
 
 
 def generate(store: EventStore, runs: int) -> int:
@@ -113,7 +63,7 @@ def generate(store: EventStore, runs: int) -> int:
     size = total = 0
     began = time.perf_counter()
     for n in range(runs):
-        part = synthetic_run(rng, start + n * step)
+        part = compact_run(rng, start + n * step)
         pending.append(part)
         size += len(part.events)
         if size >= APPEND_BATCH or n == runs - 1:
@@ -258,8 +208,8 @@ def bench_lag(url: str, seconds: float) -> None:
                 events.append(NewEvent(type="task-run.created", occurred=now, data=TaskRunCreated(
                     task_run_id=task_id, flow_run_id=flow_id, task_key="t", task_name="t", run_name="t",
                     occurrence=tick).as_data()))
-                events.append(_state(flow_id, "Running", now, task_id))
-                events.append(_state(flow_id, "Completed", now, task_id))
+                events.append(state_event(flow_id, "Running", now, task_id))
+                events.append(state_event(flow_id, "Completed", now, task_id))
             store.append(stream, events)
             appended = time.perf_counter()
             with lock:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -31,7 +31,7 @@ from ledgerflow.runtime import ThreadPoolTaskRunner, flow, task
 from ledgerflow.runtime import config as runtime_config
 from ledgerflow.runtime.logging import get_logger
 from ledgerflow.runtime.testing import harness
-from ledgerflow.runtime.writer import EventSink
+from ledgerflow.runtime.eventlog import EventSink
 
 HELLO = textwrap.dedent(
     """
@@ -130,7 +130,7 @@ class MeteredSink:
         self.seconds = 0.0
         self.batches = self.events = self.stream_rows = 0
 
-    def append_streams(self, appends: list[StreamAppend]) -> list[StoredEvent]:
+    def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
         start = time.perf_counter()
         stored = self.sink.append_streams(appends) if self.sink is not None else []
         self.seconds += time.perf_counter() - start
@@ -146,8 +146,8 @@ class CapturingSink:
     def __init__(self) -> None:
         self.batches: list[list[StreamAppend]] = []
 
-    def append_streams(self, appends: list[StreamAppend]) -> list[StoredEvent]:
-        self.batches.append(appends)
+    def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
+        self.batches.append(list(appends))
         return []
 
 

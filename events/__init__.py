@@ -1,4 +1,5 @@
-"""The event log: event types, the store (SQLite and PostgreSQL) and subscriptions.
+"""The event log: event types, the store (SQLite and PostgreSQL), subscriptions and durable
+consumers (`ledgerflow.events.consumer`).
 
 This package is the domain core: it imports nothing else of ledgerflow's.
 """
@@ -17,7 +18,7 @@ from ledgerflow.events.errors import (
 )
 from ledgerflow.events.model import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
 from ledgerflow.events.settings import Settings, load_settings
-from ledgerflow.events.sql import Page
+from ledgerflow.events.reading import Page
 from ledgerflow.events.store import EventStore, open_store
 from ledgerflow.events.subscription import Subscription
 

@@ -1,7 +1,7 @@
 """Tamper evidence: walking each stream's hash chain and comparing it with its head record.
 
-Pure: it takes rows ordered by (stream, stream_position) and the stream heads, and names the
-first broken link. The store feeds it from the database (`SqlEventStore.verify`).
+`walk_chains` is pure: it takes rows ordered by (stream, stream_position) and the stream
+heads, and names the first broken link. `verify_log` feeds it from the database.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
-from ledgerflow.events.codec import GENESIS_HASH, chain_hash
+from sqlalchemy import Connection, select
 
-__all__ = ["Break", "ChainRow", "Head", "VerifyReport", "walk_chains"]
+from ledgerflow.events.codec import GENESIS_HASH, chain_hash
+from ledgerflow.events.tables import events, streams
+
+__all__ = ["Break", "ChainRow", "Head", "VerifyReport", "verify_log", "walk_chains"]
 
 
 class Head(NamedTuple):
@@ -116,3 +119,20 @@ def _check_head(stream: str, head: Head | None, last: int, last_hash: bytes) -> 
     if head.hash != last_hash:
         return Break(stream, last, "stream head hash does not match its last event")
     return None
+
+
+def verify_log(conn: Connection, progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """Walk every stream's chain in the database; `progress(events checked)` now and then."""
+    heads = {
+        row.stream: Head(row.version, row.head_hash)
+        for row in conn.execute(select(streams.c.stream, streams.c.version, streams.c.head_hash))
+    }
+    columns = (events.c.id, events.c.stream, events.c.stream_position, events.c.type,
+               events.c.occurred, events.c.data, events.c.meta, events.c.hash)
+    rows = conn.execution_options(yield_per=2000).execute(
+        select(*columns).order_by(events.c.stream, events.c.stream_position)
+    )
+    try:
+        return walk_chains(rows, heads, progress)
+    finally:
+        rows.close()  # the walk may stop at the first break, mid-stream

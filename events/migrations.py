@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, select, text
 
-from ledgerflow.events.tables import events, schema_versions, streams
+from ledgerflow.events.tables import consumer_checkpoints, events, schema_versions, streams
+from ledgerflow.events.transactions import write_connection
 
 __all__ = ["EVENT_LOG_MIGRATIONS", "Migration", "apply_migrations", "current_version"]
 
@@ -38,7 +39,7 @@ def apply_migrations(
 ) -> int:
     """Bring `component` up to `target` (default: the newest); return the version reached."""
     goal = target if target is not None else max(m.version for m in migrations)
-    with engine.connect().execution_options(ledgerflow_write=True) as conn:
+    with write_connection(engine) as conn:
         with conn.begin():
             _serialise_migrators(conn)
             # Inside the serialised transaction: two processes opening a fresh database at once
@@ -111,7 +112,12 @@ def _index_types(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX events_type_order_idx ON events (type, tx_id, position)"))
 
 
+def _create_consumer_checkpoints(conn: Connection) -> None:
+    consumer_checkpoints.create(conn)
+
+
 EVENT_LOG_MIGRATIONS = (
     Migration(1, "events and stream heads, immutable", _create_log),
     Migration(2, "index events by type in feed order", _index_types),
+    Migration(3, "durable consumers' checkpoints", _create_consumer_checkpoints),
 )

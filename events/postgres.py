@@ -46,11 +46,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy import ColumnElement, create_engine, literal, literal_column, tuple_
 from sqlalchemy.engine import make_url
 
+from ledgerflow.events.appending import DuplicateEvent, Planned, PlannedRow, StaleHead, chain, stored_event
 from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.errors import StoreUnavailable
 from ledgerflow.events.integrity import Head
 from ledgerflow.events.model import StoredEvent
-from ledgerflow.events.sql import SqlEventStore, _DuplicateEvent, _Planned, _Row, _StaleHead
+from ledgerflow.events.sql import SqlEventStore
 from ledgerflow.events.tables import events
 
 __all__ = ["PostgresEventStore"]
@@ -106,13 +107,13 @@ def _insert_sql(many: bool, gated: bool) -> str:
     )
 
 
-def _values(n: int, row: _Row) -> tuple[Any, ...]:
+def _values(n: int, row: PlannedRow) -> tuple[Any, ...]:
     event = row.encoded.event
     return (n, event.id, row.stream, row.stream_position, event.type, event.occurred,
             row.encoded.data, row.encoded.meta, row.hash)
 
 
-def _insert(rows: list[_Row], gated: bool) -> tuple[str, list[Any]]:
+def _insert(rows: list[PlannedRow], gated: bool) -> tuple[str, list[Any]]:
     if len(rows) == 1:
         return _insert_sql(False, gated), list(_values(0, rows[0]))
     return _insert_sql(True, gated), [list(column) for column in zip(*map(_values, range(len(rows)), rows), strict=True)]
@@ -162,7 +163,7 @@ class PostgresEventStore(SqlEventStore):
 
     # -- appending ------------------------------------------------------------------------
 
-    def _write(self, plan: list[_Planned]) -> tuple[list[StoredEvent], dict[str, Head]]:
+    def _write(self, plan: list[Planned]) -> tuple[list[StoredEvent], dict[str, Head]]:
         try:
             with self._writers.connection() as conn:
                 if len(plan) == 1 and 0 < len(plan[0].events) <= _INSERT_CHUNK:
@@ -170,9 +171,9 @@ class PostgresEventStore(SqlEventStore):
                 with conn.transaction():
                     return self._write_transaction(conn, plan)
         except pg_errors.UniqueViolation as exc:
-            raise _DuplicateEvent from exc
+            raise DuplicateEvent from exc
         except (pg_errors.DeadlockDetected, pg_errors.LockNotAvailable) as exc:
-            raise _StaleHead from exc
+            raise StaleHead from exc
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"the PostgreSQL event store cannot be reached: {exc}") from exc
 
@@ -184,12 +185,12 @@ class PostgresEventStore(SqlEventStore):
         return fetch
 
     def _write_one_statement(
-        self, conn: psycopg.Connection[Any], plan: list[_Planned]
+        self, conn: psycopg.Connection[Any], plan: list[Planned]
     ) -> tuple[list[StoredEvent], dict[str, Head]]:
         part = plan[0]
         with conn.cursor() as cur:
-            heads = self._resolve_heads(plan, self._fetch_heads(cur))
-            rows, new_heads = self._chain(plan, heads)
+            heads = self.heads.resolve(plan, self._fetch_heads(cur))
+            rows, new_heads = chain(plan, heads)
             old, new = heads[part.stream], new_heads[part.stream]
             if old is None:
                 head_sql, head_params = _CREATE_ONE, [part.stream, new.version, new.hash]
@@ -199,16 +200,16 @@ class PostgresEventStore(SqlEventStore):
             cur.execute(f"WITH head AS ({head_sql}) {insert_sql}", head_params + insert_params)
             returned = cur.fetchall()
         if not returned:
-            self._forget([part.stream])
-            raise _StaleHead
+            self.heads.forget([part.stream])
+            raise StaleHead
         return self._stored_rows(rows, returned), new_heads
 
     def _write_transaction(
-        self, conn: psycopg.Connection[Any], plan: list[_Planned]
+        self, conn: psycopg.Connection[Any], plan: list[Planned]
     ) -> tuple[list[StoredEvent], dict[str, Head]]:
         with conn.cursor() as cur:
-            heads = self._resolve_heads(plan, self._fetch_heads(cur))
-            rows, new_heads = self._chain(plan, heads)
+            heads = self.heads.resolve(plan, self._fetch_heads(cur))
+            rows, new_heads = chain(plan, heads)
             created = sorted((s, h) for s, h in new_heads.items() if heads[s] is None)
             moved = sorted((s, old, h) for s, h in new_heads.items() if (old := heads[s]) is not None)
             if created:
@@ -217,7 +218,7 @@ class PostgresEventStore(SqlEventStore):
                     ([s for s, _ in created], [h.version for _, h in created], [h.hash for _, h in created]),
                 )
                 if len(cur.fetchall()) != len(created):
-                    raise _StaleHead
+                    raise StaleHead
             if moved:
                 cur.execute(
                     _MOVE_MANY,
@@ -229,8 +230,8 @@ class PostgresEventStore(SqlEventStore):
                     ),
                 )
                 if len(cur.fetchall()) != len(moved):
-                    self._forget(s for s, _, _ in moved)
-                    raise _StaleHead
+                    self.heads.forget(s for s, _, _ in moved)
+                    raise StaleHead
             returned = []
             for start in range(0, len(rows), _INSERT_CHUNK):
                 chunk = rows[start : start + _INSERT_CHUNK]
@@ -238,12 +239,12 @@ class PostgresEventStore(SqlEventStore):
                 returned += cur.fetchall()
         return self._stored_rows(rows, returned), new_heads
 
-    def _stored_rows(self, rows: list[_Row], returned: list[Any]) -> list[StoredEvent]:
+    def _stored_rows(self, rows: list[PlannedRow], returned: list[Any]) -> list[StoredEvent]:
         by_id = {
             event_id: (position, tx_id, recorded.astimezone(UTC))
             for event_id, position, tx_id, recorded in returned
         }
-        return [self._stored(row, *by_id[row.encoded.event.id]) for row in rows]
+        return [stored_event(row, *by_id[row.encoded.event.id]) for row in rows]
 
     # -- cross-process wake-ups -----------------------------------------------------------
 
@@ -270,7 +271,7 @@ class PostgresEventStore(SqlEventStore):
 
     def _send_notifications(self) -> None:
         conn: psycopg.Connection[Any] | None = None
-        while not self._closed:
+        while not self.closed:
             if not self._announce_pending.wait(timeout=0.5):
                 continue
             self._announce_pending.clear()
@@ -285,14 +286,14 @@ class PostgresEventStore(SqlEventStore):
             conn.close()
 
     def _receive_notifications(self) -> None:
-        while not self._closed:
+        while not self.closed:
             try:
                 with self._connect() as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    self._wake_local()  # anything appended while we were not listening
-                    while not self._closed:
+                    self.signal.notify()  # anything appended while we were not listening
+                    while not self.closed:
                         for _ in conn.notifies(timeout=0.5):
-                            self._wake_local()
+                            self.signal.notify()
             except psycopg.Error:
                 time.sleep(0.5)
 

@@ -1,134 +1,47 @@
-"""What the SQLite and PostgreSQL stores share: the append, read and verify paths.
+"""`SqlEventStore`: what the SQLite and PostgreSQL stores share, put together.
 
-Subclasses say how to open the engine, where a reader's view of the log ends (the horizon),
-how writers are serialised and how other processes learn of new events.
+The concerns live in their own modules: planning and chaining an append (events/appending.py),
+the read queries (events/reading.py), in-process wake-ups (events/following.py), subscriptions
+(events/subscription.py) and the hash-chain walk (events/integrity.py). This class holds the
+engine, runs the append retry loop, and translates driver errors.
+
+Subclasses say how to write a planned append (`_write`), where a reader's view of the log ends
+(`_after`, `_visible`), how writers are serialised (`_write_lock`) and how other processes
+learn of new events (`_announce`, `_listen`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
-from typing import Any, NamedTuple, Unpack
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Engine,
-    Row,
-    and_,
-    false,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import ColumnElement, Engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ledgerflow.events.codec import (
-    GENESIS_HASH,
-    EncodedEvent,
-    chain_hash,
-    check_stream_name,
-    decode,
-    encode,
+from ledgerflow.events.appending import (
+    DuplicateEvent,
+    HeadCache,
+    Planned,
+    StaleHead,
+    plan_appends,
+    without_stored,
 )
-from ledgerflow.events.cursor import START, Cursor
-from ledgerflow.events.errors import (
-    ConcurrencyConflict,
-    CorruptEvent,
-    EventStoreError,
-    InvalidEvent,
-    StoreUnavailable,
-)
-from ledgerflow.events.integrity import Break, Head, VerifyReport, walk_chains
+from ledgerflow.events.cursor import Cursor
+from ledgerflow.events.errors import ConcurrencyConflict, EventStoreError, InvalidEvent, StoreUnavailable
+from ledgerflow.events.following import AppendSignal
+from ledgerflow.events.integrity import Head, VerifyReport, verify_log
 from ledgerflow.events.migrations import EVENT_LOG_MIGRATIONS, apply_migrations
-from ledgerflow.events.model import (
-    ANY,
-    NO_META,
-    NO_STREAM,
-    EventMeta,
-    ExpectedVersion,
-    NewEvent,
-    StoredEvent,
-    StreamAppend,
-    trusted,
-)
+from ledgerflow.events.model import ANY, ExpectedVersion, NewEvent, StoredEvent, StreamAppend
+from ledgerflow.events.reading import LogReader, Page, read_by_ids, read_stream
 from ledgerflow.events.subscription import Subscription
-from ledgerflow.events.tables import events, streams
+from ledgerflow.events.tables import streams
 from ledgerflow.events.typefilter import TypePatterns
 
-__all__ = ["Break", "Page", "SqlEventStore", "VerifyReport"]
-
+__all__ = ["SqlEventStore"]
 
 _MAX_ATTEMPTS = 100
-_HEAD_CACHE_LIMIT = 50_000
-_COLUMNS = (
-    events.c.position,
-    events.c.tx_id,
-    events.c.id,
-    events.c.stream,
-    events.c.stream_position,
-    events.c.type,
-    events.c.occurred,
-    events.c.recorded,
-    events.c.data,
-    events.c.meta,
-    events.c.hash,
-)
-
-
-
-
-class Page(NamedTuple):
-    """Events read in global order, and where to read on."""
-
-    events: list[StoredEvent]
-    next_after: str
-    """The last event returned or, past it, the last one a type filter skipped: a filtered
-    reader that moves its cursor here never scans the skipped events again."""
-
-
-class _StaleHead(Exception):
-    """A stream head moved between our read and our write: retry in a new transaction."""
-
-
-class _DuplicateEvent(Exception):
-    """An event id of the batch is already stored: drop the stored ones and retry."""
-
-
-class _Row(NamedTuple):
-    """An event about to be inserted, with its place in its stream and its chain hash."""
-
-    encoded: EncodedEvent
-    stream: str
-    stream_position: int
-    hash: bytes
-
-
-class _Planned(NamedTuple):
-    stream: str
-    expected: ExpectedVersion
-    events: list[EncodedEvent]
-
-
-def _check_expected(stream: str, expected: ExpectedVersion) -> None:
-    if expected in (ANY, NO_STREAM):
-        return
-    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
-        raise InvalidEvent(
-            f"expected version for {stream!r} must be 'any', 'no stream' or a stream position "
-            f">= 0, not {expected!r}"
-        )
-
-
-def _matches(expected: ExpectedVersion, actual: int) -> bool:
-    if expected == ANY:
-        return True
-    if expected == NO_STREAM:
-        return actual == 0
-    return expected == actual
 
 
 class SqlEventStore:
@@ -138,11 +51,11 @@ class SqlEventStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._heads: dict[str, Head] = {}
-        self._appended = threading.Condition()
-        self._generation = 0
-        self._closed = False
-        self._readers = 0
+        self.heads = HeadCache()
+        """Stream heads this process wrote last (used by the backends' `_write`)."""
+        self.signal = AppendSignal()
+        """Bumped after every append this process commits or hears of."""
+        self.reader = LogReader(self._after, self._visible())
         with self._translated():
             apply_migrations(engine, "events", EVENT_LOG_MIGRATIONS)
 
@@ -157,6 +70,17 @@ class SqlEventStore:
     def _visible(self) -> ColumnElement[bool] | None:
         """What a feed reader may see: None means every committed row."""
         return None
+
+    def _write(self, plan: list[Planned]) -> tuple[list[StoredEvent], dict[str, Head]]:
+        """Write the planned events in one transaction whose first writes are the stream heads.
+
+        A part with no events is a guard: its head is rewritten unchanged, which checks and
+        locks its version until commit.
+
+        Raise `StaleHead` when a head moved under us (retried), `DuplicateEvent` when an event
+        id is already stored, `ConcurrencyConflict` when an expected version does not hold.
+        """
+        raise NotImplementedError
 
     def _announce(self) -> None:
         """Tell other processes that events were appended (after commit)."""
@@ -182,7 +106,7 @@ class SqlEventStore:
         in their place, so retrying an append whose reply was lost is safe. Returns the stored
         events in the order given.
         """
-        plan = self._plan(appends)
+        plan = plan_appends(appends)
         wanted = [encoded.event.id for part in plan for encoded in part.events]
         if not wanted:
             self._check_versions(plan)
@@ -191,11 +115,11 @@ class SqlEventStore:
             for _ in range(_MAX_ATTEMPTS):
                 try:
                     stored = self._append_once(plan)
-                except _StaleHead:
+                except StaleHead:
                     continue
-                except _DuplicateEvent:
+                except DuplicateEvent:
                     known = self._stored_by_id(wanted)
-                    plan = self._without(plan, known)
+                    plan = without_stored(plan, known)
                     if all(event_id in known for event_id in wanted):
                         return [known[event_id] for event_id in wanted]
                     continue
@@ -212,39 +136,7 @@ class SqlEventStore:
                 return [fresh.get(event_id) or known[event_id] for event_id in wanted]
         raise EventStoreError(f"append gave up after {_MAX_ATTEMPTS} contended attempts")
 
-    def _plan(self, appends: Sequence[StreamAppend]) -> list[_Planned]:
-        seen_streams: set[str] = set()
-        seen_ids: set[UUID] = set()
-        plan: list[_Planned] = []
-        index = 0
-        for stream, batch, expected in appends:
-            check_stream_name(stream)
-            _check_expected(stream, expected)
-            if stream in seen_streams:
-                raise InvalidEvent(f"stream {stream!r} appears twice in one append")
-            seen_streams.add(stream)
-            encoded = []
-            for event in batch:
-                if not isinstance(event, NewEvent):
-                    raise InvalidEvent(f"event {index} is a {type(event).__name__}, not a NewEvent")
-                if event.id in seen_ids:
-                    raise InvalidEvent(f"event id {event.id} appears twice in one append")
-                seen_ids.add(event.id)
-                encoded.append(encode(event, index))
-                index += 1
-            plan.append(_Planned(stream, expected, encoded))
-        return plan
-
-    @staticmethod
-    def _without(plan: list[_Planned], known: dict[UUID, StoredEvent]) -> list[_Planned]:
-        kept = []
-        for part in plan:
-            remaining = [e for e in part.events if e.event.id not in known]
-            if remaining or not part.events:  # a part that never had events is a version guard
-                kept.append(part._replace(events=remaining))
-        return kept
-
-    def _check_versions(self, plan: list[_Planned]) -> None:
+    def _check_versions(self, plan: list[Planned]) -> None:
         """An append of no events still asserts its expected versions."""
         if not plan:
             return
@@ -255,116 +147,18 @@ class SqlEventStore:
                 rows = conn.execute(query.where(streams.c.stream.in_(names)))
                 return {row.stream: Head(row.version, row.head_hash) for row in rows}
 
-            self._resolve_heads(plan, fetch)
+            self.heads.resolve(plan, fetch)
 
-    def _append_once(self, plan: list[_Planned]) -> list[StoredEvent]:
+    def _append_once(self, plan: list[Planned]) -> list[StoredEvent]:
         if not plan:
             return []
         stored, new_heads = self._write(plan)
-        for stream, head in new_heads.items():
-            self._remember(stream, head)
+        self.heads.remember(new_heads)
         return stored
 
-    def _write(self, plan: list[_Planned]) -> tuple[list[StoredEvent], dict[str, Head]]:
-        """Write the planned events in one transaction whose first writes are the stream heads.
-
-        A part with no events is a guard: its head is rewritten unchanged, which checks and
-        locks its version until commit.
-
-        Raise `_StaleHead` when a head moved under us (retried), `_DuplicateEvent` when an event
-        id is already stored, `ConcurrencyConflict` when an expected version does not hold.
-        """
-        raise NotImplementedError
-
-    def _resolve_heads(
-        self, plan: list[_Planned], fetch: Callable[[list[str]], dict[str, Head]]
-    ) -> dict[str, Head | None]:
-        """Each stream's head, from our cache where it can be trusted, else from `fetch`."""
-        heads: dict[str, Head | None] = {}
-        unknown = []
-        for part in plan:
-            cached = self._heads.get(part.stream)
-            if cached is not None and _matches(part.expected, cached.version):
-                heads[part.stream] = cached
-            else:
-                unknown.append(part.stream)
-        if unknown:
-            found = fetch(unknown)
-            for stream in unknown:
-                heads[stream] = found.get(stream)
-        for part in plan:
-            head = heads[part.stream]
-            actual = head.version if head else 0
-            if not _matches(part.expected, actual):
-                self._heads.pop(part.stream, None)
-                raise ConcurrencyConflict(part.stream, part.expected, actual)
-        return heads
-
-    @staticmethod
-    def _chain(
-        plan: list[_Planned], heads: dict[str, Head | None]
-    ) -> tuple[list[_Row], dict[str, Head]]:
-        rows = []
-        new_heads = {}
-        for part in plan:
-            head = heads[part.stream]
-            version, previous = (head.version, head.hash) if head else (0, GENESIS_HASH)
-            if head is None and not part.events:
-                continue  # guarding that a stream does not exist: nothing to lock or write
-            for encoded in part.events:
-                version += 1
-                event = encoded.event
-                previous = chain_hash(
-                    previous,
-                    event_id=str(event.id),
-                    stream=part.stream,
-                    stream_position=version,
-                    type=event.type,
-                    occurred=event.occurred,
-                    data=encoded.data,
-                    meta=encoded.meta,
-                )
-                rows.append(_Row(encoded, part.stream, version, previous))
-            new_heads[part.stream] = Head(version, previous)
-        return rows, new_heads
-
-    def _forget(self, streams: Iterable[str]) -> None:
-        for stream in streams:
-            self._heads.pop(stream, None)
-
-    def _remember(self, stream: str, head: Head) -> None:
-        if len(self._heads) >= _HEAD_CACHE_LIMIT:
-            self._heads.clear()
-        self._heads[stream] = head
-
-    @staticmethod
-    def _stored(row: _Row, position: int, tx_id: int, recorded: datetime) -> StoredEvent:
-        event = row.encoded.event
-        return trusted(
-            StoredEvent,
-            {
-                "id": event.id,
-                "type": event.type,
-                "stream": row.stream,
-                "occurred": event.occurred,
-                "data": decode(row.encoded.data),  # what every read returns, not the writer's objects
-                "meta": event.meta,
-                "position": position,
-                "stream_position": row.stream_position,
-                "recorded": recorded,
-                "hash": row.hash.hex(),
-                "cursor": f"{tx_id}.{position}",
-            },
-        )
-
     def _stored_by_id(self, ids: Sequence[UUID]) -> dict[UUID, StoredEvent]:
-        found: dict[UUID, StoredEvent] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                for row in conn.execute(select(*_COLUMNS).where(events.c.id.in_(chunk))):
-                    found[row.id] = self._decode(row)
-        return found
+            return read_by_ids(conn, ids)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -372,15 +166,8 @@ class SqlEventStore:
         self, stream: str, from_version: int = 1, limit: int | None = None
     ) -> list[StoredEvent]:
         """The stream's events from `from_version` (1 = the first) on, in stream order."""
-        query = (
-            select(*_COLUMNS)
-            .where(events.c.stream == stream, events.c.stream_position >= from_version)
-            .order_by(events.c.stream_position)
-        )
-        if limit is not None:
-            query = query.limit(limit)
         with self._translated(), self.engine.connect() as conn:
-            return [self._decode(row) for row in conn.execute(query)]
+            return read_stream(conn, stream, from_version, limit)
 
     def read_all(
         self,
@@ -394,10 +181,9 @@ class SqlEventStore:
         seen everything up to a cursor never later receives an event ordered before it.
         """
         cursor = Cursor.parse(after)
-        if limit < 1:
-            raise InvalidEvent(f"limit must be at least 1, not {limit}")
+        _check_limit(limit)
         with self._translated(), self.engine.connect() as conn:
-            return self._read_after(conn, cursor, limit, TypePatterns.parse(types))
+            return self.reader.read_after(conn, cursor, limit, TypePatterns.parse(types))
 
     def read_page(
         self,
@@ -407,30 +193,16 @@ class SqlEventStore:
     ) -> Page:
         """`read_all`, with the cursor to read on from (see `Page.next_after`)."""
         cursor = Cursor.parse(after)
-        if limit < 1:
-            raise InvalidEvent(f"limit must be at least 1, not {limit}")
+        _check_limit(limit)
         with self._translated(), self.engine.connect() as conn:
-            batch, next_after = self._read_page(conn, cursor, limit, TypePatterns.parse(types))
+            batch, next_after = self.reader.read_page(conn, cursor, limit, TypePatterns.parse(types))
         return Page(batch, str(next_after))
 
     def read_last(self, limit: int = 20, types: Sequence[str] | None = None) -> list[StoredEvent]:
         """The newest `limit` visible events (optionally of matching types), oldest first."""
-        if limit < 1:
-            raise InvalidEvent(f"limit must be at least 1, not {limit}")
-        patterns = TypePatterns.parse(types)
-        conditions = []
-        if (visible := self._visible()) is not None:
-            conditions.append(visible)
-        if patterns:
-            conditions.append(_type_condition(patterns))
-        query = (
-            select(*_COLUMNS)
-            .where(and_(true(), *conditions))
-            .order_by(events.c.tx_id.desc(), events.c.position.desc())
-            .limit(limit)
-        )
+        _check_limit(limit)
         with self._translated(), self.engine.connect() as conn:
-            return [self._decode(row) for row in reversed(conn.execute(query).all())]
+            return self.reader.read_last(conn, limit, TypePatterns.parse(types))
 
     def iter_all(
         self, after: str | Cursor | None = None, batch: int = 1000, types: Sequence[str] | None = None
@@ -444,71 +216,10 @@ class SqlEventStore:
                 return
             cursor = Cursor.parse(page[-1].cursor)
 
-    def _read_after(
-        self, conn: Connection, cursor: Cursor, limit: int, patterns: TypePatterns
-    ) -> list[StoredEvent]:
-        conditions = [self._after(cursor)]
-        visible = self._visible()
-        if visible is not None:
-            conditions.append(visible)
-        if patterns:
-            conditions.append(_type_condition(patterns))
-        query = (
-            select(*_COLUMNS)
-            .where(and_(*conditions))
-            .order_by(events.c.tx_id, events.c.position)
-            .limit(limit)
-        )
-        return [self._decode(row) for row in conn.execute(query)]
-
-    def _read_page(
-        self, conn: Connection, cursor: Cursor, limit: int, patterns: TypePatterns
-    ) -> tuple[list[StoredEvent], Cursor]:
-        # The head is read first: everything up to it is committed and visible to the read
-        # that follows, so when fewer than `limit` events match, every event up to the head
-        # was either returned or is of another type.
-        head = self._head(conn) if patterns else None
-        batch = self._read_after(conn, cursor, limit, patterns)
-        last = Cursor.parse(batch[-1].cursor) if batch else cursor
-        if head is not None and len(batch) < limit and head > last:
-            return batch, head
-        return batch, last
-
     def head(self) -> str:
         """The cursor of the newest event a reader can see (`"0.0"` on an empty log)."""
         with self._translated(), self.engine.connect() as conn:
-            return str(self._head(conn))
-
-    def _head(self, conn: Connection) -> Cursor:
-        query = select(events.c.tx_id, events.c.position)
-        visible = self._visible()
-        if visible is not None:
-            query = query.where(visible)
-        query = query.order_by(events.c.tx_id.desc(), events.c.position.desc()).limit(1)
-        row = conn.execute(query).first()
-        return Cursor(row.tx_id, row.position) if row else START
-
-    def _decode(self, row: Row[Any, Unpack[tuple[Any, ...]]]) -> StoredEvent:
-        try:
-            meta_json = decode(row.meta)
-            return trusted(
-                StoredEvent,
-                {
-                    "id": row.id,
-                    "type": row.type,
-                    "stream": row.stream,
-                    "occurred": row.occurred,
-                    "data": decode(row.data),
-                    "meta": EventMeta(**meta_json) if meta_json else NO_META,
-                    "position": row.position,
-                    "stream_position": row.stream_position,
-                    "recorded": row.recorded,
-                    "hash": row.hash.hex(),
-                    "cursor": f"{row.tx_id}.{row.position}",
-                },
-            )
-        except (ValueError, TypeError) as exc:
-            raise CorruptEvent(f"event at position {row.position} cannot be decoded: {exc}") from exc
+            return str(self.reader.head(conn))
 
     # -- following -------------------------------------------------------------------------
 
@@ -524,64 +235,37 @@ class SqlEventStore:
         self._listen()
         return Subscription(self, Cursor.parse(after), TypePatterns.parse(types), batch_size)
 
+    def read_feed(
+        self, cursor: Cursor, limit: int, patterns: TypePatterns
+    ) -> tuple[list[StoredEvent], Cursor] | None:
+        """One subscription read (see `Subscription`); None once the store is closing."""
+        with self.signal.reading() as open_:
+            if not open_:
+                return None
+            with self._translated(), self.engine.connect() as conn:
+                return self.reader.read_page(conn, cursor, limit, patterns)
+
     def _wake(self) -> None:
-        self._wake_local()
+        self.signal.notify()
         self._announce()
-
-    def _wake_local(self) -> None:
-        with self._appended:
-            self._generation += 1
-            self._appended.notify_all()
-
-    def _wait_for_append(self, seen: int, timeout: float) -> bool:
-        """Block until an append newer than generation `seen` or until `timeout`."""
-        with self._appended:
-            return self._appended.wait_for(
-                lambda: self._generation != seen or self._closed, timeout
-            ) and not self._closed
 
     # -- integrity -------------------------------------------------------------------------
 
     def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Walk every stream's hash chain; report the first broken link."""
         with self._translated(), self.engine.connect() as conn:
-            heads = {
-                row.stream: Head(row.version, row.head_hash)
-                for row in conn.execute(select(streams.c.stream, streams.c.version, streams.c.head_hash))
-            }
-            rows = conn.execution_options(yield_per=2000).execute(
-                select(*_COLUMNS).order_by(events.c.stream, events.c.stream_position)
-            )
-            try:
-                return walk_chains(rows, heads, progress)
-            finally:
-                rows.close()  # the walk may stop at the first break, mid-stream
+            return verify_log(conn, progress)
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def close(self) -> None:
-        with self._appended:
-            self._closed = True
-            self._appended.notify_all()
-            # A subscriber may be mid-read: let it hand its connection back before disposing.
-            self._appended.wait_for(lambda: self._readers == 0, timeout=10)
-        self.engine.dispose()
+    @property
+    def closed(self) -> bool:
+        return self.signal.closed
 
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[Connection | None]:
-        """A connection for one subscription read, or None once the store is closing."""
-        with self._appended:
-            if self._closed:
-                yield None
-                return
-            self._readers += 1
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        finally:
-            with self._appended:
-                self._readers -= 1
-                self._appended.notify_all()
+    def close(self) -> None:
+        # A subscriber may be mid-read: let it hand its connection back before disposing.
+        self.signal.close(timeout=10)
+        self.engine.dispose()
 
     def __enter__(self) -> SqlEventStore:
         return self
@@ -592,6 +276,11 @@ class SqlEventStore:
     @staticmethod
     def _translated() -> _TranslateErrors:
         return _TRANSLATE_ERRORS
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise InvalidEvent(f"limit must be at least 1, not {limit}")
 
 
 class _TranslateErrors:
@@ -617,11 +306,3 @@ def _is_connection_error(exc: OperationalError) -> bool:
         needle in message
         for needle in ("connection", "could not connect", "unable to open", "server closed")
     )
-
-
-def _type_condition(patterns: TypePatterns) -> ColumnElement[bool]:
-    clauses: list[ColumnElement[bool]] = []
-    if patterns.exact:
-        clauses.append(events.c.type.in_(sorted(patterns.exact)))
-    clauses.extend(events.c.type.like(like, escape="\\") for like in patterns.likes)
-    return or_(*clauses) if clauses else false()

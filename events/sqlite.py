@@ -23,12 +23,14 @@ from sqlalchemy import ColumnElement, Connection, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError
 
+from ledgerflow.events.appending import DuplicateEvent, Planned, StaleHead, chain, stored_event
 from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.errors import StoreUnavailable
 from ledgerflow.events.integrity import Head
 from ledgerflow.events.model import StoredEvent, utcnow
-from ledgerflow.events.sql import SqlEventStore, _DuplicateEvent, _Planned, _StaleHead
+from ledgerflow.events.sql import SqlEventStore
 from ledgerflow.events.tables import events, to_micros
+from ledgerflow.events.transactions import begins_write
 
 __all__ = ["SqliteEventStore"]
 
@@ -70,7 +72,7 @@ class SqliteEventStore(SqlEventStore):
     def _after(self, cursor: Cursor) -> ColumnElement[bool]:
         return events.c.position > cursor.position
 
-    def _write(self, plan: list[_Planned]) -> tuple[list[StoredEvent], dict[str, Head]]:
+    def _write(self, plan: list[Planned]) -> tuple[list[StoredEvent], dict[str, Head]]:
         pooled = self.engine.raw_connection()
         try:
             cur = pooled.driver_connection.cursor()  # type: ignore[union-attr]
@@ -83,14 +85,14 @@ class SqliteEventStore(SqlEventStore):
                 cur.execute("ROLLBACK")
                 raise
         except sqlite3.IntegrityError as exc:
-            raise _DuplicateEvent from exc
+            raise DuplicateEvent from exc
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"the SQLite event store cannot be written: {exc}") from exc
         finally:
             pooled.close()
 
     def _write_in(
-        self, cur: sqlite3.Cursor, plan: list[_Planned]
+        self, cur: sqlite3.Cursor, plan: list[Planned]
     ) -> tuple[list[StoredEvent], dict[str, Head]]:
         def fetch(names: list[str]) -> dict[str, Head]:
             marks = ",".join("?" * len(names))
@@ -99,8 +101,8 @@ class SqliteEventStore(SqlEventStore):
             )
             return {stream: Head(version, hash_) for stream, version, hash_ in cur.fetchall()}
 
-        heads = self._resolve_heads(plan, fetch)
-        rows, new_heads = self._chain(plan, heads)
+        heads = self.heads.resolve(plan, fetch)
+        rows, new_heads = chain(plan, heads)
         created = [(s, h.version, h.hash) for s, h in new_heads.items() if heads[s] is None]
         moved = [
             (h.version, h.hash, s, old.version)
@@ -112,8 +114,8 @@ class SqliteEventStore(SqlEventStore):
         if moved:
             cur.executemany(_MOVE_HEAD, moved)
             if cur.rowcount != len(moved):
-                self._forget(s for _, _, s, _ in moved)
-                raise _StaleHead
+                self.heads.forget(s for _, _, s, _ in moved)
+                raise StaleHead
         (last,) = cur.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
         recorded = utcnow()
         recorded_micros = to_micros(recorded)
@@ -135,7 +137,7 @@ class SqliteEventStore(SqlEventStore):
                 for n, row in enumerate(rows, 1)
             ],
         )
-        stored = [self._stored(row, last + n, 0, recorded) for n, row in enumerate(rows, 1)]
+        stored = [stored_event(row, last + n, 0, recorded) for n, row in enumerate(rows, 1)]
         return stored, new_heads
 
 
@@ -169,5 +171,4 @@ def _configure(engine: Any, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("ledgerflow_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if begins_write(conn) else "BEGIN")

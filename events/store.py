@@ -9,7 +9,8 @@ from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.errors import StoreUnavailable
 from ledgerflow.events.model import ExpectedVersion, NewEvent, StoredEvent, StreamAppend
 from ledgerflow.events.settings import load_settings
-from ledgerflow.events.sql import Page, VerifyReport
+from ledgerflow.events.integrity import VerifyReport
+from ledgerflow.events.reading import Page
 from ledgerflow.events.subscription import Subscription
 
 __all__ = ["EventStore", "open_store"]
@@ -55,6 +56,10 @@ class EventStore(Protocol):
     def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> EventStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 def open_store(url: str | None = None) -> EventStore:

@@ -9,32 +9,47 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ledgerflow.events.cursor import Cursor
+from ledgerflow.events.following import AppendSignal
 from ledgerflow.events.model import StoredEvent
 from ledgerflow.events.typefilter import TypePatterns
 
-if TYPE_CHECKING:
-    from ledgerflow.events.sql import SqlEventStore
-
-__all__ = ["Subscription"]
+__all__ = ["FeedSource", "Subscription"]
 
 _FIRST_RETRY = 0.002
 _HELD_BACK_RETRY = 0.02
 _HELD_BACK_FOR = 2.0
 
 
+class FeedSource(Protocol):
+    """What a subscription needs of its store (SqlEventStore provides it)."""
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between reads when no append signal comes (other processes' appends)."""
+        ...
+
+    @property
+    def signal(self) -> AppendSignal: ...
+
+    def read_feed(
+        self, cursor: Cursor, limit: int, patterns: TypePatterns
+    ) -> tuple[list[StoredEvent], Cursor] | None:
+        """A page after `cursor` and the cursor to read on from; None once the store closes."""
+        ...
+
+
 class Subscription:
     """Iterate to receive events one by one forever; `poll(timeout)` takes them in batches.
 
     `cursor` is where it reads on from: past the last event received, and past the events of
-    other types it skipped, so a filtered subscription never scans them again."""
+    other types it skipped, so a filtered subscription never scans them again. A reader may
+    move it (forward, or back to read again)."""
 
-    def __init__(
-        self, store: SqlEventStore, after: Cursor, types: TypePatterns, batch_size: int
-    ) -> None:
-        self._store = store
+    def __init__(self, source: FeedSource, after: Cursor, types: TypePatterns, batch_size: int) -> None:
+        self._source = source
         self._types = types
         self._batch_size = batch_size
         self._closed = False
@@ -42,23 +57,24 @@ class Subscription:
 
     def poll(self, timeout: float | None = None) -> list[StoredEvent]:
         """The next events after the cursor, waiting up to `timeout` seconds (None: forever)."""
-        store = self._store
+        source = self._source
+        signal = source.signal
         deadline = None if timeout is None else time.monotonic() + timeout
         wait: float | None = _FIRST_RETRY
         woken_at = time.monotonic()
-        while not (self._closed or store._closed):
-            seen = store._generation
-            with store._reading() as conn:
-                if conn is None:
-                    break
-                batch, self.cursor = store._read_page(conn, self.cursor, self._batch_size, self._types)
+        while not self.closed:
+            seen = signal.generation
+            page = source.read_feed(self.cursor, self._batch_size, self._types)
+            if page is None:
+                break
+            batch, self.cursor = page
             if batch:
                 return batch
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            step = store.poll_interval if wait is None else wait
-            woken = store._wait_for_append(seen, step if remaining is None else min(step, remaining))
+            step = source.poll_interval if wait is None else wait
+            woken = signal.wait(seen, step if remaining is None else min(step, remaining))
             # After a wake-up the new event may still sit behind the visibility horizon (an
             # older transaction has not finished): re-read every few milliseconds, up to
             # _HELD_BACK_RETRY apart, for _HELD_BACK_FOR seconds; then back to the poll interval.
@@ -71,8 +87,13 @@ class Subscription:
         return []
 
     def __iter__(self) -> Iterator[StoredEvent]:
-        while not (self._closed or self._store._closed):
+        while not self.closed:
             yield from self.poll(timeout=None)
+
+    @property
+    def closed(self) -> bool:
+        """Closed, or its store is: `poll` returns nothing from now on."""
+        return self._closed or self._source.signal.closed
 
     def close(self) -> None:
         self._closed = True

@@ -31,7 +31,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["UtcDateTime", "events", "metadata", "schema_versions", "streams", "to_micros"]
+__all__ = [
+    "UtcDateTime",
+    "consumer_checkpoints",
+    "events",
+    "metadata",
+    "schema_versions",
+    "streams",
+    "to_micros",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -109,3 +117,12 @@ schema_versions = Table(
     Column("component", String(100), primary_key=True),
     Column("version", Integer(), nullable=False),
 )
+
+consumer_checkpoints = Table(
+    "consumer_checkpoints",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("cursor", String(60), nullable=False),
+    Column("updated", UtcDateTime(), nullable=False),
+)
+"""How far each durable consumer has handled the log (events/checkpoints.py)."""

@@ -2,19 +2,33 @@
 
 `projection_checkpoints` has one row per projection: the generation of its live tables, the
 version of the code that built them and the log cursor they reflect; while a rebuild runs,
-also the generation being built aside and how far it got. A projection's tables for
+also the generation being built aside and how far it got. (The live fold reads the log as a
+durable consumer with a checkpoint of its own, see projections/live.py; a projection's
+`cursor` says how far its tables reflect the log, which after a rebuild may be further.) A projection's tables for
 generation G are named `p_<name>_g<G>_<table>`, so a rebuild builds the next generation next
 to the live one and a swap is one UPDATE of `generation` (plus dropping the old tables).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, text
+from typing import Any, NamedTuple
 
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, text
+from sqlalchemy.schema import CreateTable
+
+from ledgerflow.events import Cursor
 from ledgerflow.events.migrations import Migration
 from ledgerflow.projections.base import Projection
 
-__all__ = ["MIGRATIONS", "checkpoints", "guard_tables", "tables_for"]
+__all__ = [
+    "MIGRATIONS",
+    "Checkpoint",
+    "checkpoint_of",
+    "checkpoints",
+    "create_tables",
+    "guard_tables",
+    "tables_for",
+]
 
 _metadata = MetaData()
 
@@ -28,6 +42,27 @@ checkpoints = Table(
     Column("building_generation", Integer()),
     Column("building_cursor", Text()),
 )
+
+
+class Checkpoint(NamedTuple):
+    name: str
+    generation: int
+    version: int
+    cursor: Cursor
+    building_generation: int | None
+    building_cursor: Cursor | None
+
+
+def checkpoint_of(row: Any) -> Checkpoint:
+    """A `projection_checkpoints` row as a Checkpoint."""
+    return Checkpoint(
+        row.name,
+        row.generation,
+        row.version,
+        Cursor.parse(row.cursor),
+        row.building_generation,
+        Cursor.parse(row.building_cursor) if row.building_cursor else None,
+    )
 
 
 def _create_checkpoints(conn: Connection) -> None:
@@ -47,6 +82,16 @@ def tables_for(projection: Projection, generation: int) -> dict[str, Table]:
         tables = projection.define_tables(MetaData(), f"p_{projection.name}_g{generation}_")
         known = _defined[(id(projection), generation)] = (projection, tables)
     return known[1]
+
+
+def create_tables(conn: Connection, projection: Projection, generation: int, *, indexes: bool = True) -> None:
+    """(Re)create the projection's tables of `generation`, empty; with `indexes`, indexed."""
+    for table in tables_for(projection, generation).values():
+        table.drop(conn, checkfirst=True)
+        conn.execute(CreateTable(table))
+        if indexes:
+            for index in table.indexes:
+                index.create(conn)
 
 
 def guard_tables(conn: Connection, name: str, *, swap: bool) -> None:

@@ -143,7 +143,7 @@ def _list_flow_runs(
             conditions.append(or_(runs.c.created > created, and_(runs.c.created == created, runs.c.key > key)))
     order = (runs.c.created.desc(), runs.c.key.desc()) if newest else (runs.c.created, runs.c.key)
     query = select(runs).where(and_(true(), *conditions)).order_by(*order).limit(limit + 1)
-    rows = [dict(row._mapping) for row in conn.execute(query)]
+    rows = [dict(row) for row in conn.execute(query).mappings()]
     more = len(rows) > limit
     rows = rows[:limit]
     return FlowRunPage(
@@ -157,17 +157,17 @@ def get_run(rm: ReadModel, flow_run_id: str) -> RunDetail:
     rm.refresh()
     with rm.reading("runs") as (conn, tables):
         flow_runs, task_runs = tables["flow_runs"], tables["task_runs"]
-        row = conn.execute(select(flow_runs).where(flow_runs.c.key == flow_run_id)).first()
+        row = conn.execute(select(flow_runs).where(flow_runs.c.key == flow_run_id)).mappings().first()
         if row is None:
             raise RunNotFound(flow_run_id)
         tasks = conn.execute(
             select(task_runs)
             .where(task_runs.c.flow_run_id == flow_run_id)
             .order_by(task_runs.c.created, task_runs.c.key)
-        ).all()
+        ).mappings().all()
     return RunDetail(
-        flow_run=flow_run_model(row._mapping),
-        task_runs=[task_run_model(task._mapping) for task in tasks],
+        flow_run=flow_run_model(row),
+        task_runs=[task_run_model(task) for task in tasks],
         states=state_history(list(stream_events(rm.store, flow_run_id))),
     )
 

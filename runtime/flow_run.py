@@ -79,6 +79,7 @@ class FlowRun:
             flow_.flow_run_name, parameters, f"{flow_.name}-{self.flow_run_id.hex[-8:]}", "flow_run_name"
         )
         self.attempt = 0
+        root: UUID | None
         if adopted:
             root = adopted.root_flow_run_id
         else:

@@ -63,6 +63,7 @@ def _pandas(value: Any) -> Any:
 
     if isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
         hashed = pd.util.hash_pandas_object(value, index=not isinstance(value, pd.Index))
+        shape: list[Any]
         if isinstance(value, pd.DataFrame):
             shape = [list(map(str, value.columns)), [str(t) for t in value.dtypes]]
         else:

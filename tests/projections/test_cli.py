@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ledgerflow.events import open_store
-from ledgerflow.projections.synthetic import SyntheticRun
+from testdata.synthetic import SyntheticRun
 
 FLOW = textwrap.dedent(
     """

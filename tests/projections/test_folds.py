@@ -21,7 +21,7 @@ from ledgerflow.projections.analytics import (
 from ledgerflow.projections.base import Projection, Row, Rows
 from ledgerflow.projections.lineage import LineageProjection, fold_lineage
 from ledgerflow.projections.run_views import RunsProjection, fold_runs
-from ledgerflow.projections.synthetic import SyntheticRun, random_run
+from testdata.synthetic import SyntheticRun, random_run
 from tests.projections.support import T0, as_stored, interleave
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from ledgerflow.events import NewEvent, StreamAppend, open_store
 from ledgerflow.events.store import EventStore
 from ledgerflow.projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
-from ledgerflow.projections.synthetic import SyntheticRun, random_run
+from testdata.synthetic import SyntheticRun, random_run
 from tests.conftest import BACKENDS
 from tests.projections.support import (
     T0,

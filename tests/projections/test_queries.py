@@ -13,7 +13,7 @@ from ledgerflow.events.states import StateType
 from ledgerflow.projections import queries
 from ledgerflow.projections.errors import InvalidQuery, RunNotFound
 from ledgerflow.projections.readmodel import ReadModel
-from ledgerflow.projections.synthetic import SyntheticRun
+from testdata.synthetic import SyntheticRun
 from tests.projections.support import T0, wait_visible
 
 SECOND = timedelta(seconds=1)

@@ -18,7 +18,7 @@ from ledgerflow.projections.lineage import LineageProjection
 from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.projections.run_views import RunsProjection
 from ledgerflow.projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
-from ledgerflow.projections.synthetic import SyntheticRun, random_run
+from testdata.synthetic import SyntheticRun, random_run
 from tests.projections.support import T0, Crash, Exploding, snapshot, wait_visible
 
 NAMES = ("runs", "lineage", "analytics")
@@ -235,7 +235,7 @@ def test_a_rebuild_too_big_for_memory_writes_out_and_reads_back_the_same_rows(
     runner = ProjectionRunner(store, batch_size=20)
     runner.catch_up()
     incremental = {name: snapshot(runner, name) for name in NAMES}
-    monkeypatch.setattr("ledgerflow.projections.runner._CACHE_LIMIT", 10)
+    monkeypatch.setattr("ledgerflow.projections.rebuild._CACHE_LIMIT", 10)
     runner.rebuild_batch_size = 7  # many batches, with rows written out and dropped between them
     runner.rebuild()
     assert {name: snapshot(runner, name) for name in NAMES} == incremental

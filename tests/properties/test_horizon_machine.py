@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from ledgerflow.events import NewEvent, StreamAppend, open_store
 from ledgerflow.events.postgres import PostgresEventStore
-from ledgerflow.events.sql import _DuplicateEvent, _StaleHead
+from ledgerflow.events.appending import DuplicateEvent, StaleHead, plan_appends
 
 WRITERS = 3
 STREAMS = ["a", "b"]
@@ -92,13 +92,13 @@ def make_machine(url: str, reader: Callable[[PostgresEventStore], Any]) -> type[
             One append per transaction, as the store does: the head update is its first write.
             """
             w = data.draw(st.sampled_from([i for i in range(WRITERS) if not self.open[i]]))
-            plan = self.store._plan(
+            plan = plan_appends(
                 [StreamAppend(stream, [NewEvent(type="t") for _ in range(size)]) for stream in streams]
             )
             conn = self.writers[w]
             try:
                 stored, _ = self.store._write_transaction(conn, plan)
-            except (psycopg.errors.LockNotAvailable, _StaleHead, _DuplicateEvent):
+            except (psycopg.errors.LockNotAvailable, StaleHead, DuplicateEvent):
                 conn.rollback()  # a head is locked by an open transaction: a conflict
                 return
             self.open[w] = True

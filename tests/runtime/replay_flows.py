@@ -63,19 +63,22 @@ def branching(folder: str, regions: list[str], mode: str = "short") -> dict[str,
     rows = [x for part in loaded for x in part]
     if mode == "long":
         rows = detail(folder, rows)
-    return summarise(folder, rows, mode)
+    summary: dict[str, Any] = summarise(folder, rows, mode)
+    return summary
 
 
 @flow
 def inner(folder: str, n: int) -> int:
-    return step(folder, 100 + n, n)
+    value: int = step(folder, 100 + n, n)
+    return value
 
 
 @flow
 def with_subflows(folder: str) -> int:
     first = inner(folder, 1)
     second = inner(folder, 2)
-    return step(folder, 200, first + second)
+    value: int = step(folder, 200, first + second)
+    return value
 
 
 @task
@@ -88,7 +91,8 @@ def big(folder: str, n: int) -> str:
 @flow
 def big_results(folder: str) -> int:
     parts = [big(folder, 1), big(folder, 2)]
-    return step(folder, 3, sum(len(p) for p in parts))
+    value: int = step(folder, 3, sum(len(p) for p in parts))
+    return value
 
 
 @task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,10 +27,10 @@ class RecordingSink:
         self.failures = failures or []
         self.arrived = threading.Event()
 
-    def append_streams(self, appends: list[StreamAppend]) -> list[StoredEvent]:
+    def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
         if self.failures:
             raise self.failures.pop(0)
-        self.batches.append(appends)
+        self.batches.append(list(appends))
         self.arrived.set()
         return []
 
@@ -111,7 +111,7 @@ class ResultCheckingSink:
     def __init__(self, store: EventStore, root: Path) -> None:
         self.store, self.root, self.checked = store, root, 0
 
-    def append_streams(self, appends: list[StreamAppend]) -> list[StoredEvent]:
+    def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
         for append in appends:
             for event in append.events:
                 result = event.data.get("result") or {}

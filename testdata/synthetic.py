@@ -1,5 +1,9 @@
 """Synthetic runs in exactly the event shapes the runtime writes (events/payloads.py), for
-tests and benchmarks that need many runs without running flows."""
+tests and benchmarks that need many runs without running flows.
+
+`SyntheticRun` builds one run step by step and `random_run` a varied whole one (tests);
+`compact_run` makes the benchmarks' fixed-shape run of 12 events cheaply.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from ledgerflow.events.payloads import (
 )
 from ledgerflow.events.states import STATE_NAMES, state_event_type
 
-__all__ = ["SyntheticRun", "random_run"]
+__all__ = ["SyntheticRun", "compact_run", "random_run", "state_event"]
 
 
 class SyntheticRun:
@@ -160,3 +164,48 @@ def random_run(
     run.state(final, error="a task failed" if failed else None,
               after=timedelta(milliseconds=rng.randint(1, 60_000)))
     return run
+
+
+def state_event(run_id: str, name: str, at: datetime, task_id: str | None = None) -> NewEvent:
+    """A flow run's (or, with `task_id`, a task run's) state event `name` at `at`."""
+    kind = "task-run" if task_id else "flow-run"
+    data = StateChanged(flow_run_id=run_id, task_run_id=task_id, state_type=STATE_NAMES[name],
+                        state_name=name).as_data()
+    return NewEvent(type=f"{kind}.{name}", data=data, occurred=at)
+
+
+def compact_run(rng: random.Random, start: datetime) -> StreamAppend:
+    """One flow run: created, Pending, Running, two task runs (created, Running, a log,
+    Completed or Failed), and its end: 12 events."""
+    run_id = str(uuid.uuid4())
+    flow = rng.choice(["etl", "report", "train", "sync", "backup"])
+    clock = start
+    events = [NewEvent(type="flow-run.created", occurred=clock, data=FlowRunCreated(
+        flow_run_id=run_id, flow_name=flow, run_name=f"{flow}-{run_id[:6]}", parameters={"day": 1},
+        tags=rng.sample(["prod", "nightly", "team-a"], rng.randint(0, 2)),
+        deployment_id=rng.choice([None, "dep-1", "dep-2"]),
+    ).as_data())]
+    clock += timedelta(milliseconds=50)
+    events += [state_event(run_id, "Pending", clock), state_event(run_id, "Running", clock + timedelta(milliseconds=5))]
+    upstream: list[str] = []
+    failed = False
+    for n, task_name in enumerate(("extract", "load")):
+        task_id = str(uuid.uuid4())
+        clock += timedelta(milliseconds=20)
+        events.append(NewEvent(type="task-run.created", occurred=clock, data=TaskRunCreated(
+            task_run_id=task_id, flow_run_id=run_id, task_key=f"flows.{task_name}", task_name=task_name,
+            run_name=f"{task_name}-0", occurrence=0, upstream=upstream, parameters={"n": n},
+        ).as_data()))
+        events.append(state_event(run_id, "Running", clock, task_id))
+        events.append(NewEvent(type="log.emitted", occurred=clock, data=LogEmitted(
+            flow_run_id=run_id, task_run_id=task_id, level=20, level_name="INFO", logger="task",
+            message=f"{task_name} working",
+        ).as_data()))
+        clock += timedelta(milliseconds=rng.randint(10, 30_000))
+        outcome = "Failed" if rng.random() < 0.05 else "Completed"
+        failed = failed or outcome == "Failed"
+        events.append(state_event(run_id, outcome, clock, task_id))
+        upstream = [task_id]
+    events.append(state_event(run_id, "Failed" if failed else rng.choice(["Completed"] * 30 + ["Crashed"]),
+                              clock + timedelta(milliseconds=10)))
+    return StreamAppend(flow_run_stream(run_id), events)

@@ -1,0 +1,1 @@
+../../../ledgerflow/__init__.py

@@ -1,0 +1,166 @@
+"""The read side of the SQL stores: the queries over the events table, and decoding rows.
+
+The global order is `(tx_id, position)`. Where a reader's view of it ends is the dialect's
+business (`after` and `visible`, see events/postgres.py for why PostgreSQL needs a horizon);
+the queries here are the same on both. Every function takes the caller's connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Unpack
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Connection, Row, and_, false, or_, select, true
+
+from ledgerflow.events.codec import decode
+from ledgerflow.events.cursor import START, Cursor
+from ledgerflow.events.errors import CorruptEvent
+from ledgerflow.events.model import NO_META, EventMeta, StoredEvent, trusted
+from ledgerflow.events.tables import events
+from ledgerflow.events.typefilter import TypePatterns
+
+__all__ = ["COLUMNS", "LogReader", "Page", "decode_row", "read_by_ids", "read_stream"]
+
+COLUMNS = (
+    events.c.position,
+    events.c.tx_id,
+    events.c.id,
+    events.c.stream,
+    events.c.stream_position,
+    events.c.type,
+    events.c.occurred,
+    events.c.recorded,
+    events.c.data,
+    events.c.meta,
+    events.c.hash,
+)
+
+
+class Page(NamedTuple):
+    """Events read in global order, and where to read on."""
+
+    events: list[StoredEvent]
+    next_after: str
+    """The last event returned or, past it, the last one a type filter skipped: a filtered
+    reader that moves its cursor here never scans the skipped events again."""
+
+
+def decode_row(row: Row[Any, Unpack[tuple[Any, ...]]]) -> StoredEvent:
+    """The stored event of an events-table row read with `COLUMNS`."""
+    try:
+        meta_json = decode(row.meta)
+        return trusted(
+            StoredEvent,
+            {
+                "id": row.id,
+                "type": row.type,
+                "stream": row.stream,
+                "occurred": row.occurred,
+                "data": decode(row.data),
+                "meta": EventMeta(**meta_json) if meta_json else NO_META,
+                "position": row.position,
+                "stream_position": row.stream_position,
+                "recorded": row.recorded,
+                "hash": row.hash.hex(),
+                "cursor": f"{row.tx_id}.{row.position}",
+            },
+        )
+    except (ValueError, TypeError) as exc:
+        raise CorruptEvent(f"event at position {row.position} cannot be decoded: {exc}") from exc
+
+
+def _type_condition(patterns: TypePatterns) -> ColumnElement[bool]:
+    clauses: list[ColumnElement[bool]] = []
+    if patterns.exact:
+        clauses.append(events.c.type.in_(sorted(patterns.exact)))
+    clauses.extend(events.c.type.like(like, escape="\\") for like in patterns.likes)
+    return or_(*clauses) if clauses else false()
+
+
+class LogReader:
+    """The log's queries for one dialect: `after(cursor)` says what lies past a cursor,
+    `visible` what a feed reader may see (None: every committed row)."""
+
+    def __init__(
+        self, after: Callable[[Cursor], ColumnElement[bool]], visible: ColumnElement[bool] | None
+    ) -> None:
+        self._after = after
+        self._visible = visible
+
+    def read_after(
+        self, conn: Connection, cursor: Cursor, limit: int, patterns: TypePatterns
+    ) -> list[StoredEvent]:
+        """Up to `limit` visible events past `cursor` in global order, of matching types."""
+        conditions = [self._after(cursor)]
+        if self._visible is not None:
+            conditions.append(self._visible)
+        if patterns:
+            conditions.append(_type_condition(patterns))
+        query = (
+            select(*COLUMNS)
+            .where(and_(*conditions))
+            .order_by(events.c.tx_id, events.c.position)
+            .limit(limit)
+        )
+        return [decode_row(row) for row in conn.execute(query)]
+
+    def read_page(
+        self, conn: Connection, cursor: Cursor, limit: int, patterns: TypePatterns
+    ) -> tuple[list[StoredEvent], Cursor]:
+        """`read_after`, and the cursor to read on from (see `Page.next_after`)."""
+        # The head is read first: everything up to it is committed and visible to the read
+        # that follows, so when fewer than `limit` events match, every event up to the head
+        # was either returned or is of another type.
+        head = self.head(conn) if patterns else None
+        batch = self.read_after(conn, cursor, limit, patterns)
+        last = Cursor.parse(batch[-1].cursor) if batch else cursor
+        if head is not None and len(batch) < limit and head > last:
+            return batch, head
+        return batch, last
+
+    def read_last(self, conn: Connection, limit: int, patterns: TypePatterns) -> list[StoredEvent]:
+        """The newest `limit` visible events of matching types, oldest first."""
+        conditions = []
+        if self._visible is not None:
+            conditions.append(self._visible)
+        if patterns:
+            conditions.append(_type_condition(patterns))
+        query = (
+            select(*COLUMNS)
+            .where(and_(true(), *conditions))
+            .order_by(events.c.tx_id.desc(), events.c.position.desc())
+            .limit(limit)
+        )
+        return [decode_row(row) for row in reversed(conn.execute(query).all())]
+
+    def head(self, conn: Connection) -> Cursor:
+        """The cursor of the newest visible event (START on an empty log)."""
+        query = select(events.c.tx_id, events.c.position)
+        if self._visible is not None:
+            query = query.where(self._visible)
+        query = query.order_by(events.c.tx_id.desc(), events.c.position.desc()).limit(1)
+        row = conn.execute(query).first()
+        return Cursor(row.tx_id, row.position) if row else START
+
+
+def read_stream(conn: Connection, stream: str, from_version: int, limit: int | None) -> list[StoredEvent]:
+    """The stream's events from `from_version` (1 = the first) on, in stream order."""
+    query = (
+        select(*COLUMNS)
+        .where(events.c.stream == stream, events.c.stream_position >= from_version)
+        .order_by(events.c.stream_position)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [decode_row(row) for row in conn.execute(query)]
+
+
+def read_by_ids(conn: Connection, ids: Sequence[UUID]) -> dict[UUID, StoredEvent]:
+    """The stored events among `ids`, by id."""
+    found: dict[UUID, StoredEvent] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for row in conn.execute(select(*COLUMNS).where(events.c.id.in_(chunk))):
+            found[row.id] = decode_row(row)
+    return found
