@@ -34,10 +34,11 @@ _MAX_CHAIN = 1000
 
 
 class ActionRunner:
-    def __init__(self, log: RunLog, blocks: Callable[[str], Block], client: httpx.AsyncClient) -> None:
+    def __init__(self, log: RunLog, blocks: Callable[[str], Block], clients: Callable[[str], httpx.AsyncClient]) -> None:
         self._log = log
         self._load_block = blocks
-        self._client = client
+        self._clients = clients
+        """The HTTP client for a block (one pool per block: see notifications/dispatch.py)."""
         self._blocks: dict[str, tuple[float, Block]] = {}
 
     async def run(self, action: StoredEvent) -> dict[str, Any]:
@@ -71,11 +72,11 @@ class ActionRunner:
     def _notifier(self, kind: str, name: str) -> Notifier:
         block = self._block(name)
         if kind == "slack" and isinstance(block, SlackWebhook):
-            return SlackNotifier(block, self._client)
+            return SlackNotifier(block, self._clients(name))
         if kind == "email" and isinstance(block, SmtpServer):
             return EmailNotifier(block)
         if kind == "webhook" and isinstance(block, Webhook):
-            return WebhookNotifier(block, self._client)
+            return WebhookNotifier(block, self._clients(name))
         raise ActionRefused(f"block {name!r} is a {block.block_type} block: a {kind} action needs another type")
 
     def _block(self, name: str) -> Block:

@@ -27,7 +27,8 @@ from sqlalchemy import Engine, select
 
 from ledgerflow.events.model import utcnow
 from ledgerflow.events.settings import Settings, load_settings
-from ledgerflow.events.store import open_store
+from ledgerflow.events.store import EventStore, open_store
+from ledgerflow.events.transactions import engine_of, write_transaction
 from ledgerflow.notifications.errors import (
     BlockError,
     BlockExists,
@@ -123,7 +124,7 @@ class SlackWebhook(_Block):
             return RemoteSlackWebhook(name, settings.api_url, settings.api_key)
         store = open_store(settings.store_url)
         try:
-            block = BlockStore(_engine(store), SecretBox.from_settings(settings)).get(name)
+            block = BlockStore(engine_of(store), SecretBox.from_settings(settings)).get(name)
         finally:
             store.close()
         if not isinstance(block, SlackWebhook):
@@ -254,13 +255,6 @@ class BlockInfo(BaseModel):
     fields: dict[str, Any]
 
 
-def _engine(store: object) -> Engine:
-    engine = getattr(store, "engine", None)
-    if not isinstance(engine, Engine):
-        raise BlockError(f"{type(store).__name__} has no database: blocks need a SQL store")
-    return engine
-
-
 class BlockStore:
     """Blocks in the store's database, encrypted with `box`."""
 
@@ -270,14 +264,14 @@ class BlockStore:
         migrate(engine)
 
     @classmethod
-    def of(cls, store: object, box: SecretBox) -> BlockStore:
-        return cls(_engine(store), box)
+    def of(cls, store: EventStore, box: SecretBox) -> BlockStore:
+        return cls(engine_of(store), box)
 
     def create(self, name: str, block: Block) -> BlockInfo:
         _check_name(name)
         now = utcnow()
         token = self._box.encrypt(orjson.dumps(block.revealed()))
-        with self.engine.connect().execution_options(ledgerflow_write=True) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             if conn.execute(select(blocks_table.c.name).where(blocks_table.c.name == name)).first():
                 raise BlockExists(f"a block named {name!r} exists; delete it first")
             conn.execute(blocks_table.insert().values(
@@ -301,7 +295,7 @@ class BlockStore:
         return [self.info(name) for name in names]
 
     def delete(self, name: str) -> None:
-        with self.engine.connect().execution_options(ledgerflow_write=True) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             deleted = conn.execute(blocks_table.delete().where(blocks_table.c.name == name))
         if deleted.rowcount == 0:
             raise BlockNotFound(f"no block named {name!r}")

@@ -40,6 +40,7 @@ from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.model import NewEvent, StoredEvent, StreamAppend, utcnow
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.store import EventStore
+from ledgerflow.events.transactions import write_transaction
 from ledgerflow.notifications.context import run_as_of, template_context
 from ledgerflow.notifications.definitions import DEFINITION_TYPES, apply_definition
 from ledgerflow.notifications.dispatch import Dispatcher
@@ -111,7 +112,7 @@ class AutomationEngine:
     def _save(self) -> bool:
         state = orjson.dumps({"triggers": self.evaluator.snapshot(), "pending": self.pending}).decode()
         values = {"cursor": str(self.cursor), "revision": self.revision + 1, "state": state, "updated": utcnow()}
-        with self.db.connect().execution_options(ledgerflow_write=True) as conn, conn.begin():
+        with write_transaction(self.db) as conn:
             if self.revision == 0:
                 exists = conn.execute(select(engine_state.c.revision).where(engine_state.c.name == self.name)).first()
                 if exists is None:
@@ -191,7 +192,11 @@ class AutomationEngine:
     # -- firing ----------------------------------------------------------------------------
 
     def _commit(self, firings: list[tuple[Firing, StoredEvent | None]]) -> int:
-        appends = [StreamAppend(automation_stream(f.automation.id), self._events(f, cause)) for f, cause in firings]
+        by_stream: dict[str, list[NewEvent]] = {}
+        run_streams: dict[str, list[StoredEvent]] = {}  # several rules firing on one run read it once
+        for firing, cause in firings:
+            by_stream.setdefault(automation_stream(firing.automation.id), []).extend(self._events(firing, cause, run_streams))
+        appends = [StreamAppend(stream, events) for stream, events in by_stream.items()]
         stored = self.store.append_streams(appends) if appends else []
         actions = [e for e in stored if e.type == "action.triggered"]
         for action in actions:
@@ -204,13 +209,17 @@ class AutomationEngine:
             self.dispatcher.submit(actions)
         return len(firings)
 
-    def _events(self, firing: Firing, cause: StoredEvent | None) -> list[NewEvent]:
-        event = cause if cause is not None and firing.fired.posture == "reactive" else self._read(firing.fired.event.stream,
-                                                                                                   firing.fired.event.stream_position)
+    def _events(self, firing: Firing, cause: StoredEvent | None, run_streams: dict[str, list[StoredEvent]]) -> list[NewEvent]:
+        if cause is not None and firing.fired.posture == "reactive":
+            event = cause
+        else:
+            event = self._read(firing.fired.event.stream, firing.fired.event.stream_position)
         run_id = run_id_of(event)
         flow_run = None
         if run_id is not None:
-            flow_run = run_as_of(run_id, self.store.read_stream(flow_run_stream(run_id)), event)
+            if run_id not in run_streams:
+                run_streams[run_id] = self.store.read_stream(flow_run_stream(run_id))
+            flow_run = run_as_of(run_id, run_streams[run_id], event)
         context = template_context(event, flow_run, firing.automation)
         return firing_events(firing.id, firing.automation, firing.fired, event, run_id, context)
 

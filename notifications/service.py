@@ -22,19 +22,24 @@ from ledgerflow.notifications.dispatch import Dispatcher, RetryPolicy, record_ou
 from ledgerflow.notifications.engine import AutomationEngine
 from ledgerflow.notifications.secretbox import SecretBox
 
-__all__ = ["AutomationService", "automation_service"]
+__all__ = ["CONSUMER", "READ_EVERY", "AutomationService", "automation_service"]
 
 CONSUMER = "automations"
+READ_EVERY = 0.05
+"""Seconds between catch-ups with the log (as the projection runner): under a heavy write load
+one catch-up takes many appends' events, where following every wake-up would re-read the log
+after each append. None: follow the wake-ups."""
 
 
 class AutomationService:
     def __init__(
         self, store: EventStore, engine: AutomationEngine, consumer: Consumer, *, tick_every: float = 1.0,
+        read_every: float | None = READ_EVERY,
     ) -> None:
         self.store = store
         self.engine = engine
         self.consumer = consumer
-        self._follow = consumer.service()
+        self._follow = consumer.service(interval=read_every)
         self._clock = LoopService("automations-clock", self._tick, tick_every)
 
     @property
@@ -66,15 +71,16 @@ def automation_service(
     *,
     retry: RetryPolicy = RetryPolicy(),
     concurrency: int = 64,
-    per_target: int = 16,
+    per_target: int = 4,
     clock: Callable[[], float] = time.time,
     settle: float = 1.0,
     tick_every: float = 1.0,
+    read_every: float | None = READ_EVERY,
 ) -> AutomationService:
     """The engine over `store`, reading blocks with `keys` (a box, or the blocks themselves)."""
     blocks = keys if isinstance(keys, BlockStore) else BlockStore(engine_of(store), keys)
     dispatcher = Dispatcher(
-        lambda client: ActionRunner(store, blocks.get, client).run,
+        lambda clients: ActionRunner(store, blocks.get, clients).run,
         lambda outcomes: record_outcomes(store.append_streams, outcomes),
         concurrency=concurrency, per_target=per_target, retry=retry,
     )
@@ -85,4 +91,4 @@ def automation_service(
         engine.handle(batch.events, batch.upto)
 
     consumer = Consumer(store, CONSUMER, handle, start=start)
-    return AutomationService(store, engine, consumer, tick_every=tick_every)
+    return AutomationService(store, engine, consumer, tick_every=tick_every, read_every=read_every)

@@ -4,8 +4,8 @@ Each is a `ledgerflow.events.service.Service` (start/stop); the app's lifespan h
 list `services(state, api)` returns to a `Supervisor`, which starts them in order and stops
 them in reverse. Requests never wait on them: they read what the services keep current.
 
-A new service (the automation engine, the scheduler, the crash monitor, the built-in runner)
-is a constructor here, an `ApiSettings.run_<name>` flag that tests can turn off, and one line
+The services: the feed's tail reader, the projection runner, the automation engine
+(notifications/service.py). A new one (the scheduler, the crash monitor, ...) is a constructor here, an `ApiSettings.run_<name>` flag that tests can turn off, and one line
 in `services()`.
 """
 
@@ -15,6 +15,7 @@ from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.http.state import ServerState
 from ledgerflow.events import EventStoreError
 from ledgerflow.events.service import LoopService, Service
+from ledgerflow.notifications.service import automation_service
 from ledgerflow.projections.readmodel import ReadModel
 
 __all__ = ["PROJECT_EVERY", "projection_service", "services"]
@@ -45,7 +46,5 @@ def services(state: ServerState, api: ApiSettings) -> list[Service]:
     if api.run_projections:
         found.append(projection_service(state.read_model))
     if api.run_automations:
-        from ledgerflow.notifications.service import automation_service
-
         found.append(automation_service(state.store, state.blocks))
     return found

@@ -44,6 +44,14 @@ def _engine(home: Path, store_url: str) -> subprocess.Popen[str]:
     return process
 
 
+def _stop(process: subprocess.Popen[str], signum: int) -> int:
+    process.send_signal(signum)
+    code = process.wait(30)
+    assert process.stdout is not None
+    process.stdout.close()
+    return code
+
+
 def _settled(store: EventStore, cursor: str) -> bool:
     """Whether the engine's saved state is past `cursor` with nothing pending."""
     with engine_of(store).connect() as conn:
@@ -65,8 +73,7 @@ def test_killed_between_firing_and_delivery_then_restarted_delivers_once(tmp_pat
             stream = f"automation-{automation.id}"
             wait_until(lambda: any(e.type == "action.triggered" for e in store.read_stream(stream)), what="the firing")
         finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(30)
+            assert _stop(first, signal.SIGKILL) == -signal.SIGKILL
         assert outcomes_of(store, automation) == []
 
         receiver = HttpReceiver()
@@ -77,8 +84,7 @@ def test_killed_between_firing_and_delivery_then_restarted_delivers_once(tmp_pat
                     wait_until(lambda: len(outcomes_of(store, automation)) == 1, what="the outcome")
                     wait_until(lambda: _settled(store, outcomes_of(store, automation)[0].cursor), what="the engine saw it")
                 finally:
-                    again.send_signal(signal.SIGTERM)
-                    assert again.wait(30) == 0
+                    assert _stop(again, signal.SIGTERM) == 0
         [delivered] = receiver.at("/hook")
         [outcome] = outcomes_of(store, automation)
         assert outcome.type == "action.succeeded"

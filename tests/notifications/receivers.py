@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 __all__ = [
-    "HttpReceiver", "Received", "SmtpReceiver", "free_port", "self_signed", "serving_http", "serving_http_on",
+    "HttpReceiver", "Received", "SmtpReceiver", "free_port", "mail_parts", "self_signed", "serving_http", "serving_http_on",
     "serving_smtp", "wait_until",
 ]
 
@@ -132,6 +132,12 @@ def serving_http_on(app: Any, port: int) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def mail_parts(message: Any) -> dict[str, str]:
+    """content type -> text of each part of an email (line ends as \\n)."""
+    return {part.get_content_type(): part.get_payload(decode=True).decode().replace("\r\n", "\n")
+            for part in message.walk() if not part.is_multipart()}
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

@@ -50,7 +50,7 @@ def fire_by_hand(store: EventStore, automation: Automation, event: StoredEvent) 
 def dispatching(store: EventStore, blocks: BlockStore, **options: object) -> Iterator[Dispatcher]:
     options.setdefault("retry", FAST)
     dispatcher = Dispatcher(
-        lambda client: ActionRunner(store, blocks.get, client).run,
+        lambda clients: ActionRunner(store, blocks.get, clients).run,
         lambda outcomes: record_outcomes(store.append_streams, outcomes),
         **options,  # type: ignore[arg-type]
     )

@@ -123,7 +123,7 @@ def test_slack_webhook_load_notify_from_flow_code(
                               "LEDGERFLOW_SECRET_KEY": key})
     from ledgerflow.events import open_store
 
-    with open_store(store_url) as opened:  # type: ignore[attr-defined]
+    with open_store(store_url) as opened:
         BlockStore.of(opened, SecretBox.from_settings(settings)).create(
             "ops-slack", parse_block("slack-webhook", {"url": f"{url}/services/x"}))
     for name, value in {"LEDGERFLOW_HOME": str(tmp_path), "LEDGERFLOW_DATABASE_URL": store_url,

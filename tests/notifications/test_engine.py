@@ -161,3 +161,28 @@ def test_a_firing_recorded_before_a_crash_is_delivered_once_after_the_restart(
             wait_until(lambda: len(outcomes_of(store, automation)) == 2, what="both outcomes")
             wait_until(lambda: drained(engine, store), what="no pending actions")
     assert len(app.at("/slack")) == 1 and len(app.at("/hook")) == 1
+
+
+EVERY = """
+name: every-failure
+trigger: {match: {events: ["flow-run.Failed"]}}
+actions: [{type: slack, block: ops, text: "{{ event.data.message }}"}]
+"""
+
+
+def test_many_firings_of_one_rule_in_one_batch(
+    store: EventStore, blocks: BlockStore, receiver: tuple[HttpReceiver, str],
+) -> None:
+    app, _ = receiver
+    automation = create_automation(store, EVERY)
+    other = create_automation(store, EVERY.replace("every-failure", "every-failure-too"))
+    runs = Runs(store, datetime.now(UTC))
+    for n in range(25):
+        runs.failed_run(n, "etl", f"failure {n}")
+    runs.settled()
+    with running_engine(store, blocks, Clock(time.time())) as engine:
+        pump(engine, store)
+        wait_until(lambda: len(outcomes_of(store, automation)) == 25 and len(outcomes_of(store, other)) == 25,
+                   what="every failure delivered for both rules")
+    texts = sorted(orjson.loads(m.body)["text"] for m in app.at("/slack"))
+    assert texts == sorted([f"failure {n}" for n in range(25)] * 2)

@@ -19,7 +19,7 @@ from ledgerflow.notifications.engine import AutomationEngine
 from ledgerflow.notifications.signing import verify
 from ledgerflow.runtime import execute_flow_run
 from ledgerflow.runtime.testing import harness
-from tests.notifications.receivers import HttpReceiver, SmtpReceiver, serving_http, serving_smtp, wait_until
+from tests.notifications.receivers import HttpReceiver, SmtpReceiver, mail_parts, serving_http, serving_smtp, wait_until
 from tests.notifications.support import Clock, blocks_in, create_automation, outcomes_of, pump, running_engine
 from tests.runtime import replay_flows
 
@@ -79,7 +79,7 @@ def test_a_failing_flow_alerts_everywhere_and_is_replayed(
         assert orjson.loads(slack.body) == {"text": "ten_steps failed: RuntimeError: step 7 was told to fail"}
         [(envelope, mail)] = smtp.messages
         assert envelope.rcpt_tos == ["oncall@example.com"] and mail["Subject"] == "ten_steps failed"
-        parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in mail.walk() if not p.is_multipart()}
+        parts = mail_parts(mail)
         assert parts["text/plain"].startswith(f"Run ten_steps-{original.replace('-', '')[-8:]} failed after 7 task runs.")
         assert "failed: RuntimeError: step 7 was told to fail</p>" in parts["text/html"]
         [hook] = app.at("/hook")
