@@ -19,8 +19,12 @@ recorded before the crash clear their actions) and then delivers what is still p
 crash after the receiver got a message but before its outcome was recorded sends it again, with
 the same `X-Ledgerflow-Delivery` key (at-least-once, deduplicable).
 
-The state row is written by compare-and-swap on its revision: of two engines on one database,
-only the one whose write lands dispatches; the other reloads.
+One engine runs per database at a time: `hold()` takes or renews a lease on the state row
+(`LEASE` seconds), and the service handles the log only while it holds it, so the engines of
+several server processes (or a server and `ledgerflow automations run`) take over from each
+other instead of racing. As a second guard, the state is written by compare-and-swap on its
+revision: an engine that finds it moved raises `EngineStateMoved` before dispatching, its
+consumer keeps the checkpoint where it was, and it reloads.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.model import NewEvent, StoredEvent, StreamAppend, utcnow
@@ -50,11 +56,19 @@ from ledgerflow.notifications.matching import RunFacts, run_id_of
 from ledgerflow.notifications.model import Automation
 from ledgerflow.notifications.tables import engine_state, migrate
 
-__all__ = ["AutomationEngine"]
+__all__ = ["LEASE", "AutomationEngine", "EngineStateMoved"]
 
 _log = logging.getLogger("ledgerflow.notifications")
 _OUTCOMES = frozenset({"action.succeeded", "action.failed"})
 _FACTS_CACHE = 20_000
+LEASE = 15.0
+"""Seconds an engine's lease lasts unless renewed (a dead engine's is taken over after that)."""
+_RENEW_AFTER = 2 / 3
+"""Renew a lease when less than this part of its time is left (with the default: every 5 s)."""
+
+
+class EngineStateMoved(Exception):
+    """Another process wrote the engine's state: this one's batch is dropped, its state reloaded."""
 
 
 class AutomationEngine:
@@ -68,8 +82,10 @@ class AutomationEngine:
         clock: Callable[[], float] = time.time,
         settle: float = 1.0,
         start: Cursor | str | None = None,
+        lease: float = LEASE,
     ) -> None:
         self.store = store
+        self.lease = lease
         self.db = engine
         self.dispatcher = dispatcher
         self.name = name
@@ -84,6 +100,9 @@ class AutomationEngine:
         self._facts: OrderedDict[str, RunFacts | None] = OrderedDict()
         self._loaded = False
         self._recovered = False
+        self.cursor = self.start
+        self.owner = uuid4().hex
+        self._lease_until: datetime | None = None
         migrate(engine)
 
     # -- state -----------------------------------------------------------------------------
@@ -128,6 +147,51 @@ class AutomationEngine:
             return False
         self.revision += 1
         return True
+
+    def hold(self) -> bool:
+        """Take or renew this engine's lease; False while another live engine holds it."""
+        now = utcnow()
+        if self._lease_until is not None and now < self._lease_until - timedelta(seconds=self.lease * _RENEW_AFTER):
+            return True
+        until = now + timedelta(seconds=self.lease)
+        try:
+            with write_transaction(self.db) as conn:
+                row = conn.execute(
+                    select(engine_state.c.owner, engine_state.c.lease_until).where(engine_state.c.name == self.name)
+                ).first()
+                if row is None:
+                    conn.execute(engine_state.insert().values(
+                        name=self.name, cursor=str(self.start), revision=0, state="{}", updated=now,
+                        owner=self.owner, lease_until=until,
+                    ))
+                elif row.owner in (None, self.owner) or row.lease_until is None or row.lease_until < now:
+                    conn.execute(
+                        engine_state.update()
+                        .where(engine_state.c.name == self.name)
+                        .values(owner=self.owner, lease_until=until)
+                    )
+                else:
+                    self._lease_until = None
+                    return False
+        except IntegrityError:  # another engine created the row first
+            self._lease_until = None
+            return False
+        if self._lease_until is None or (row is not None and row.owner != self.owner):
+            self._loaded = False  # taken over (or first held): read what the last holder left
+        self._lease_until = until
+        return True
+
+    def release(self) -> None:
+        """Give the lease up (on a clean stop), so that another engine takes over at once."""
+        if self._lease_until is None:
+            return
+        with write_transaction(self.db) as conn:
+            conn.execute(
+                engine_state.update()
+                .where(engine_state.c.name == self.name, engine_state.c.owner == self.owner)
+                .values(owner=None, lease_until=None)
+            )
+        self._lease_until = None
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -202,9 +266,9 @@ class AutomationEngine:
         for action in actions:
             self.pending[str(action.id)] = (action.stream, action.stream_position)
         if not self._save():
-            _log.warning("automation engine %r: another process moved its state; reloading", self.name)
-            self.load()
-            return 0
+            self._loaded = False
+            self._lease_until = None
+            raise EngineStateMoved(f"automation engine {self.name!r}: another process wrote its state; reloading")
         if actions:
             self.dispatcher.submit(actions)
         return len(firings)

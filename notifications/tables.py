@@ -4,7 +4,8 @@
 - `notification_blocks`: credentials, one row per block; everything but the name and the type
   is one Fernet token (notifications/secretbox.py), so no secret is ever stored in clear.
 - `automation_engine_state`: the automation engine's trigger windows, kept beside its log
-  checkpoint so a restart goes on with the windows it had (notifications/engine.py).
+  checkpoint so a restart goes on with the windows it had, and which process holds the
+  engine's lease (notifications/engine.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ engine_state = Table(
     Column("revision", BigInteger(), nullable=False),
     Column("state", Text(), nullable=False),
     Column("updated", UtcDateTime(), nullable=False),
+    Column("owner", String(64), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
 )
 
 

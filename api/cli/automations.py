@@ -448,8 +448,7 @@ def run_engine() -> None:
         except (NotificationError, EventStoreError) as exc:
             fail(str(exc).splitlines()[0])
         try:
-            count = len(service.engine.automations)
-            out.print(f"automation engine running ({count} automation(s) known); Ctrl-C to stop", highlight=False)
+            out.print("automation engine running; Ctrl-C to stop", highlight=False)
             stopped.wait()
         finally:
             service.stop()

@@ -48,8 +48,8 @@ def test_the_lifespan_starts_the_services_and_stops_them(tmp_path: Path, store_u
         assert not [name for name, thread in started.items() if thread.is_alive()]  # all stopped
         return started
 
-    assert {"ledgerflow-feed", "ledgerflow-projections", "ledgerflow-consumer-automations",
-            "ledgerflow-automations-clock", "ledgerflow-automations-dispatch"} <= set(started_by(ApiSettings()))
+    assert {"ledgerflow-feed", "ledgerflow-projections", "ledgerflow-automations",
+            "ledgerflow-automations-dispatch"} <= set(started_by(ApiSettings()))
     quiet = started_by(ApiSettings(run_projections=False, run_automations=False))
     assert "ledgerflow-feed" in quiet and "ledgerflow-projections" not in quiet
     assert not any("automations" in name for name in quiet)

@@ -1,5 +1,6 @@
 """`ledgerflow automations run` as its own process, on both databases: killed with SIGKILL
-between recording a firing and delivering it, then restarted, it delivers exactly once."""
+between recording a firing and delivering it, then restarted, it delivers exactly once (once
+the dead engine's lease has run out, LEASE seconds)."""
 
 from __future__ import annotations
 

@@ -186,3 +186,29 @@ def test_many_firings_of_one_rule_in_one_batch(
                    what="every failure delivered for both rules")
     texts = sorted(orjson.loads(m.body)["text"] for m in app.at("/slack"))
     assert texts == sorted([f"failure {n}" for n in range(25)] * 2)
+
+
+def test_one_engine_at_a_time_and_a_takeover(
+    store: EventStore, blocks: BlockStore, receiver: tuple[HttpReceiver, str],
+) -> None:
+    from ledgerflow.notifications.dispatch import Dispatcher
+    from ledgerflow.notifications.engine import AutomationEngine, EngineStateMoved
+
+    app, _ = receiver
+    automation = create_automation(store, EVERY)
+    idle = Dispatcher(lambda clients: None, lambda outcomes: None)  # type: ignore[arg-type, return-value]
+    first = AutomationEngine(store, blocks.engine, idle, settle=0.0, lease=0.5, start=store.head())
+    assert first.hold()
+    first.load()
+    with running_engine(store, blocks, Clock(time.time())) as second:
+        second.lease = 0.5
+        assert not second.hold()  # the first one holds the lease
+        wait_until(second.hold, what="the takeover once the first stops renewing")
+        runs = Runs(store, datetime.now(UTC))
+        runs.failed_run(0, "etl", "after the takeover")
+        runs.settled()
+        pump(second, store)
+        wait_until(lambda: len(outcomes_of(store, automation)) == 1, what="the new holder's delivery")
+        with pytest.raises(EngineStateMoved):  # the old holder's stale state is refused
+            pump(first, store)
+    assert [orjson.loads(m.body)["text"] for m in app.at("/slack")] == ["after the takeover"]
