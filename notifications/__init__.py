@@ -11,6 +11,8 @@ or api). Modules:
 - blocks, secretbox, tables: credentials, encrypted at rest in the store's database
 - notifier, slack, mail, webhook, signing: the senders; actions: carrying out one action
 - dispatch: concurrent, retried deliveries; backtest: a rule over stored history
+- engine: the rules over the log, state kept with its cursor; service: the engine on the
+  durable consumer, in the server or alone (`ledgerflow automations run`)
 """
 
 from ledgerflow.notifications.blocks import BlockStore, RemoteSlackWebhook, SlackWebhook, SmtpServer, Webhook
