@@ -8,6 +8,7 @@ the queries here are the same on both. Every function takes the caller's connect
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, NamedTuple, Unpack
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, false, or_, select,
 from ledgerflow.events.codec import decode
 from ledgerflow.events.cursor import START, Cursor
 from ledgerflow.events.errors import CorruptEvent
+from ledgerflow.events.gcpause import cycle_collection_paused
 from ledgerflow.events.model import NO_META, EventMeta, StoredEvent, trusted
 from ledgerflow.events.tables import events
 from ledgerflow.events.typefilter import TypePatterns
@@ -46,10 +48,18 @@ class Page(NamedTuple):
     reader that moves its cursor here never scans the skipped events again."""
 
 
+@lru_cache(maxsize=4096)
+def _meta(text: str) -> EventMeta:
+    """An event's meta from its stored JSON. The events of one run share theirs (the same root
+    flow run): validating it once per distinct text instead of once per event matters when a
+    replay or a rebuild reads thousands of events."""
+    values = decode(text)
+    return EventMeta(**values) if values else NO_META
+
+
 def decode_row(row: Row[Any, Unpack[tuple[Any, ...]]]) -> StoredEvent:
     """The stored event of an events-table row read with `COLUMNS`."""
     try:
-        meta_json = decode(row.meta)
         return trusted(
             StoredEvent,
             {
@@ -58,7 +68,7 @@ def decode_row(row: Row[Any, Unpack[tuple[Any, ...]]]) -> StoredEvent:
                 "stream": row.stream,
                 "occurred": row.occurred,
                 "data": decode(row.data),
-                "meta": EventMeta(**meta_json) if meta_json else NO_META,
+                "meta": _meta(row.meta),
                 "position": row.position,
                 "stream_position": row.stream_position,
                 "recorded": row.recorded,
@@ -103,7 +113,9 @@ class LogReader:
             .order_by(events.c.tx_id, events.c.position)
             .limit(limit)
         )
-        return [decode_row(row) for row in conn.execute(query)]
+        rows = conn.execute(query).all()
+        with cycle_collection_paused():
+            return [decode_row(row) for row in rows]
 
     def read_page(
         self, conn: Connection, cursor: Cursor, limit: int, patterns: TypePatterns
@@ -144,16 +156,23 @@ class LogReader:
         return Cursor(row.tx_id, row.position) if row else START
 
 
-def read_stream(conn: Connection, stream: str, from_version: int, limit: int | None) -> list[StoredEvent]:
-    """The stream's events from `from_version` (1 = the first) on, in stream order."""
+def read_stream(
+    conn: Connection, stream: str, from_version: int, limit: int | None, patterns: TypePatterns | None = None
+) -> list[StoredEvent]:
+    """The stream's events from `from_version` (1 = the first) on, in stream order; only those
+    of matching types when `patterns` is given."""
     query = (
         select(*COLUMNS)
         .where(events.c.stream == stream, events.c.stream_position >= from_version)
         .order_by(events.c.stream_position)
     )
+    if patterns:
+        query = query.where(_type_condition(patterns))
     if limit is not None:
         query = query.limit(limit)
-    return [decode_row(row) for row in conn.execute(query)]
+    rows = conn.execute(query).all()
+    with cycle_collection_paused():
+        return [decode_row(row) for row in rows]
 
 
 def read_by_ids(conn: Connection, ids: Sequence[UUID]) -> dict[UUID, StoredEvent]:

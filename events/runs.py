@@ -64,7 +64,9 @@ class RunNotDue(RunStateConflict):
 class RunLog(Protocol):
     """What these use cases need of the log: the event store, or the API server's client."""
 
-    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[StoredEvent]: ...
+    def read_stream(
+        self, stream: str, from_version: int = 1, limit: int | None = None, types: Sequence[str] | None = None
+    ) -> list[StoredEvent]: ...
 
     def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]: ...
 

@@ -163,11 +163,12 @@ class SqlEventStore:
     # -- reading ---------------------------------------------------------------------------
 
     def read_stream(
-        self, stream: str, from_version: int = 1, limit: int | None = None
+        self, stream: str, from_version: int = 1, limit: int | None = None, types: Sequence[str] | None = None
     ) -> list[StoredEvent]:
-        """The stream's events from `from_version` (1 = the first) on, in stream order."""
+        """The stream's events from `from_version` (1 = the first) on, in stream order; with
+        `types` (names or `*` patterns), only those."""
         with self._translated(), self.engine.connect() as conn:
-            return read_stream(conn, stream, from_version, limit)
+            return read_stream(conn, stream, from_version, limit, TypePatterns.parse(types) if types else None)
 
     def read_all(
         self,

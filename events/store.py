@@ -24,7 +24,7 @@ class EventStore(Protocol):
     def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]: ...
 
     def read_stream(
-        self, stream: str, from_version: int = 1, limit: int | None = None
+        self, stream: str, from_version: int = 1, limit: int | None = None, types: Sequence[str] | None = None
     ) -> list[StoredEvent]: ...
 
     def read_all(

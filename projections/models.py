@@ -53,6 +53,9 @@ class FlowRun(_Result):
     entrypoint: str | None
     error: str | None
     """The last error the run reported, `Type: message`."""
+    scheduled_time: datetime | None = None
+    """When a run waiting to start (Scheduled, Late, AwaitingRetry) is due."""
+    work_pool: str | None = None
 
 
 class TaskRun(_Result):
@@ -99,6 +102,8 @@ class RunDetail(_Result):
     flow_run: FlowRun
     task_runs: list[TaskRun]
     states: list[StateRecord]
+    replays: list[str] = []
+    """Ids of the runs that replay this one, oldest first."""
 
 
 class LogLine(_Result):

@@ -46,7 +46,9 @@ from ledgerflow.projections.streams import (
 )
 
 __all__ = [
+    "WAITING_TO_START",
     "analytics",
+    "due_flow_runs",
     "get_run",
     "lineage",
     "list_flow_runs",
@@ -165,11 +167,48 @@ def get_run(rm: ReadModel, flow_run_id: str) -> RunDetail:
             .where(task_runs.c.flow_run_id == flow_run_id)
             .order_by(task_runs.c.created, task_runs.c.key)
         ).mappings().all()
+        replays = conn.execute(
+            select(flow_runs.c.key).where(flow_runs.c.replay_of == flow_run_id).order_by(flow_runs.c.created)
+        ).scalars().all()
     return RunDetail(
         flow_run=flow_run_model(row),
         task_runs=[task_run_model(task) for task in tasks],
         states=state_history(list(stream_events(rm.store, flow_run_id))),
+        replays=list(replays),
     )
+
+
+WAITING_TO_START = ("Scheduled", "Late")
+"""The states of requested runs an executor may claim (AwaitingRetry is a live engine's)."""
+
+
+def due_flow_runs(
+    rm: ReadModel, *, pools: Sequence[str | None], now: datetime | None = None, limit: int = 100
+) -> list[str]:
+    """Ids of requested runs waiting to start whose time has come, soonest due first, in the
+    given work pools (None: runs that name no pool)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidQuery(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
+    rm.refresh()
+    moment = _aware(now, "now") if now is not None else datetime.now(UTC)
+    with rm.reading("runs") as (conn, tables):
+        runs = tables["flow_runs"]
+        named = [pool for pool in pools if pool is not None]
+        in_pool: list[ColumnElement[bool]] = [runs.c.work_pool.in_(named)] if named else []
+        if None in pools:
+            in_pool.append(runs.c.work_pool.is_(None))
+        query = (
+            select(runs.c.key)
+            .where(
+                runs.c.state_type == StateType.SCHEDULED.value,
+                runs.c.state_name.in_(WAITING_TO_START),
+                runs.c.scheduled_time <= moment,
+                or_(*in_pool) if in_pool else true(),
+            )
+            .order_by(runs.c.scheduled_time, runs.c.key)
+            .limit(limit)
+        )
+        return list(conn.execute(query).scalars().all())
 
 
 def run_logs(

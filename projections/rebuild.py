@@ -11,16 +11,15 @@ swap and then writes into the new generation.
 
 from __future__ import annotations
 
-import gc
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, select
 
 from ledgerflow.events import Cursor, EventStore, StoredEvent
 from ledgerflow.events.cursor import START
+from ledgerflow.events.gcpause import cycle_collection_paused
 from ledgerflow.events.transactions import write_transaction
 from ledgerflow.events.typefilter import TypePatterns
 from ledgerflow.projections.base import Projection
@@ -43,7 +42,7 @@ def rebuild(
 ) -> int:
     """Build `projections` from the whole log into new tables and swap them in; return the
     number of events read. `progress(read, cursor)` after each batch."""
-    with _cycle_collection_paused():
+    with cycle_collection_paused():
         return _rebuild(store, engine, projections, batch_size, progress)
 
 
@@ -189,16 +188,3 @@ def _prefetched(store: EventStore, types: list[str], batch_size: int) -> Iterato
         reader.join()
 
 
-@contextmanager
-def _cycle_collection_paused() -> Iterator[None]:
-    """A rebuild makes millions of short-lived objects (events, rows, value tuples) next to
-    the million rows it keeps: the cyclic collector would scan those rows again and again,
-    for no cycle (folds make none). It runs again, and collects, when the rebuild ends."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()

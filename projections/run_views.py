@@ -46,7 +46,12 @@ def _new_flow_run(run_id: str, occurred: datetime) -> Row:
         "attempts": 0, "parameters": "{}", "tags": "[]", "parent_flow_run_id": None,
         "parent_task_run_id": None, "root_flow_run_id": None, "deployment_id": None,
         "replay_of": None, "entrypoint": None, "error": None, "updated": occurred,
+        "scheduled_time": None, "work_pool": None,
     }
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def _new_task_run(run_id: str, flow_run_id: str, occurred: datetime) -> Row:
@@ -117,11 +122,13 @@ def fold_runs(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
                 row["parameters"] = _dumps(data.get("parameters", {}))
                 row["tags"] = _dumps(data.get("tags", []))
                 for field in ("parent_flow_run_id", "parent_task_run_id", "root_flow_run_id",
-                              "deployment_id", "replay_of", "entrypoint"):
+                              "deployment_id", "replay_of", "entrypoint", "work_pool"):
                     row[field] = data.get(field)
             elif name in STATE_NAMES:
                 _apply_state(row, name, data, event.occurred)
-                for field in ("entrypoint", "replay_of"):
+                # When a waiting run is due: its Scheduled / Late / AwaitingRetry time.
+                row["scheduled_time"] = _time(data.get("scheduled_time")) if _STATES[name][0] == "SCHEDULED" else None
+                for field in ("entrypoint", "replay_of", "work_pool"):
                     if data.get(field) and not row[field]:
                         row[field] = data[field]
                 if data.get("parameters") is not None and row["parameters"] == "{}":
@@ -144,7 +151,7 @@ def fold_runs(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
 
 class RunsProjection:
     name = "runs"
-    version = 1
+    version = 2
     types = ("flow-run.*", "task-run.*")
     table_names = ("flow_runs", "task_runs")
 
@@ -171,8 +178,11 @@ class RunsProjection:
             Column("entrypoint", Text()),
             Column("error", Text()),
             Column("updated", UtcDateTime(), nullable=False),
+            Column("scheduled_time", UtcDateTime()),
+            Column("work_pool", String(200)),
         )
         Index(f"{prefix}flow_runs_created", flow_runs.c.created, flow_runs.c.key)
+        Index(f"{prefix}flow_runs_due", flow_runs.c.state_type, flow_runs.c.scheduled_time)
         Index(f"{prefix}flow_runs_flow", flow_runs.c.flow_name, flow_runs.c.created)
         Index(f"{prefix}flow_runs_state", flow_runs.c.state_type, flow_runs.c.created)
         Index(f"{prefix}flow_runs_deployment", flow_runs.c.deployment_id, flow_runs.c.created)

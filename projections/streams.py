@@ -58,7 +58,7 @@ def flow_run_model(row: Mapping[Any, Any]) -> FlowRun:
         **{k: row[k] for k in (
             "flow_name", "run_name", "state_type", "state_name", "created", "start", "end",
             "duration", "attempts", "parent_flow_run_id", "parent_task_run_id", "deployment_id",
-            "replay_of", "entrypoint", "error",
+            "replay_of", "entrypoint", "error", "scheduled_time", "work_pool",
         )},
     )
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ledgerflow.runtime.config import Runtime
     from ledgerflow.runtime.control import FlowRunControl
     from ledgerflow.runtime.flows import Flow
-    from ledgerflow.runtime.replay import ReplayPlan
+    from ledgerflow.runtime.replays import ReplayPlan
     from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
     from ledgerflow.runtime.tasks import Task, TaskRun
 

@@ -23,7 +23,9 @@ class EventSink(Protocol):
 class EventLog(EventSink, Protocol):
     """A sink that can also be read: a run's stream, and the feed after a cursor."""
 
-    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[StoredEvent]: ...
+    def read_stream(
+        self, stream: str, from_version: int = 1, limit: int | None = None, types: Sequence[str] | None = None
+    ) -> list[StoredEvent]: ...
 
     def read_page(
         self, after: str | Cursor | None = None, limit: int = 1000, types: Sequence[str] | None = None

@@ -29,8 +29,8 @@ from ledgerflow.events.states import StateType
 from ledgerflow.events.transitions import RunState
 from ledgerflow.runtime import config
 from ledgerflow.runtime.entrypoints import EntrypointError, load_entrypoint
-from ledgerflow.runtime.flow_run import AdoptedRun, FlowRun
-from ledgerflow.runtime.replay import ReplayError, ReplayOptions, plan_replay, request_replay
+from ledgerflow.runtime.flow_engine import AdoptedRun, FlowRun
+from ledgerflow.runtime.replays import ReplayError, ReplayOptions, plan_replay, request_replay
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.states import State
 
@@ -189,7 +189,7 @@ def replay(
     no_reuse: Sequence[str] = (),
     detach: bool = False,
 ) -> State | str:
-    """Replay the finished flow run `run_id` from its last successful task (runtime/replay.py).
+    """Replay the finished flow run `run_id` from its last successful task (runtime/replays.py).
 
     Runs the replay here and returns its final state; with `detach=True` only requests it (the
     server executes it) and returns the new run's id. Raises ReplayError.

@@ -80,12 +80,14 @@ class HttpEventLog:
         reply = self._post(body)
         return [StoredEvent.model_validate(event) for event in reply["events"]]
 
-    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[StoredEvent]:
+    def read_stream(
+        self, stream: str, from_version: int = 1, limit: int | None = None, types: Sequence[str] | None = None
+    ) -> list[StoredEvent]:
         found: list[StoredEvent] = []
         while True:
             page = min(5000, limit - len(found)) if limit is not None else 5000
             reply = self._request("GET", f"/api/streams/{quote(stream, safe='')}",
-                                  params={"from_version": from_version, "limit": page})
+                                  params={"from_version": from_version, "limit": page, "type": list(types or [])})
             events = [StoredEvent.model_validate(e) for e in reply["events"]]
             found += events
             if len(events) < page or (limit is not None and len(found) >= limit):

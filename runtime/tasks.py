@@ -33,7 +33,7 @@ from ledgerflow.runtime.control import run_cancellable
 from ledgerflow.runtime.futures import TaskFuture, unmapped
 from ledgerflow.runtime.logging import get_logger, run_logger
 from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
-from ledgerflow.runtime.replay import Prior
+from ledgerflow.runtime.replays import Prior
 from ledgerflow.runtime.signals import Abort, Fail, Pause
 from ledgerflow.runtime.states import State
 

@@ -14,11 +14,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from sqlalchemy.engine import make_url
 
 from ledgerflow.events import EventStore, open_store
 
 BACKENDS = ["sqlite", "postgres"]
+
+# No test asserts timings, and hypothesis's per-example deadline is one: on a loaded machine it
+# fails tests whose logic is right.
+settings.register_profile("ledgerflow", deadline=None)
+settings.load_profile("ledgerflow")
 
 
 @pytest.fixture(scope="session")

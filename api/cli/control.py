@@ -23,7 +23,7 @@ from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.runs import RunNotFound, RunStateConflict, cancel_flow_run
 
 if TYPE_CHECKING:
-    from ledgerflow.runtime.replay import Verdict
+    from ledgerflow.runtime.replays import Verdict
 
 __all__ = ["cancel", "execute", "replay"]
 
@@ -104,7 +104,7 @@ def replay(
     from ledgerflow.runtime import config
     from ledgerflow.runtime.execute import RunNotAdoptable
     from ledgerflow.runtime.execute import replay as replay_run
-    from ledgerflow.runtime.replay import ReplayError, ReplayOptions, plan_replay
+    from ledgerflow.runtime.replays import ReplayError, ReplayOptions, plan_replay
 
     parameters = _parameters(param or [])
     options = ReplayOptions(from_task, tuple(no_reuse or ()))

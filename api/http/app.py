@@ -45,7 +45,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         state = await to_thread.run_sync(ServerState.open, settings, api, metrics, loop)
-        supervisor = Supervisor(services(state, api))
+        supervisor = Supervisor(services(state, api, settings))
         try:
             await to_thread.run_sync(supervisor.start)
             metrics.watch(state)

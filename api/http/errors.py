@@ -39,7 +39,7 @@ from ledgerflow.notifications.errors import (
     SecretKeyError,
 )
 from ledgerflow.projections.errors import InvalidQuery
-from ledgerflow.runtime.replay import RunNotReplayable
+from ledgerflow.runtime.replays import RunNotReplayable
 
 __all__ = ["install_error_handlers", "validation_message"]
 

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.http.state import ServerState
-from ledgerflow.events import EventStoreError
+from ledgerflow.events import EventStoreError, Settings
 from ledgerflow.events.service import LoopService, Service
+from ledgerflow.projections import queries
 from ledgerflow.notifications.service import automation_service
 from ledgerflow.projections.readmodel import ReadModel
+from ledgerflow.runtime.runner import ChildSettings, RunLauncher
 
-__all__ = ["PROJECT_EVERY", "projection_service", "services"]
+__all__ = ["BUILTIN_POOLS", "PROJECT_EVERY", "projection_service", "runner_service", "services"]
+
+BUILTIN_POOLS: tuple[str | None, ...] = ("default", None)
+"""The work pools whose runs the server executes itself: `default`, and runs naming none."""
 
 PROJECT_EVERY = 0.05
 """Seconds between the projection runner's catch-ups. Following the log's wake-ups instead
@@ -40,11 +45,26 @@ def projection_service(read_model: ReadModel) -> LoopService:
     return LoopService("projections", step, PROJECT_EVERY)
 
 
-def services(state: ServerState, api: ApiSettings) -> list[Service]:
+def runner_service(state: ServerState, api: ApiSettings, settings: Settings) -> RunLauncher:
+    """The built-in runner: due requested runs of the built-in pools, each in a child process."""
+
+    def due(limit: int) -> list[str]:
+        try:
+            return queries.due_flow_runs(state.read_model, pools=BUILTIN_POOLS, limit=limit)
+        except EventStoreError:  # the database went away: nothing is due until it is back
+            return []
+
+    child = ChildSettings(str(settings.home), settings.store_url)
+    return RunLauncher(due, child, concurrency=api.runner_concurrency)
+
+
+def services(state: ServerState, api: ApiSettings, settings: Settings) -> list[Service]:
     """The services to run, in start order: the feed first (requests use it), then the rest."""
     found: list[Service] = [state.hub]
     if api.run_projections:
         found.append(projection_service(state.read_model))
+    if api.run_runner:
+        found.append(runner_service(state, api, settings))
     if api.run_automations:
         found.append(automation_service(state.store, state.blocks))
     return found

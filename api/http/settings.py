@@ -5,6 +5,7 @@
                                       ::1 and the bind address (`*.example.com` patterns, `*`: any)
     LEDGERFLOW_CORS_ORIGINS=o1,o2     browser origins (`https://dash.example.com`) that may call
                                       the API; none by default. The server's own origin always may.
+    LEDGERFLOW_RUNNER_CONCURRENCY=N   requested runs the built-in runner executes at once (8)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = ["ApiSettings", "is_loopback", "load_api_settings"]
 
@@ -39,6 +40,10 @@ class ApiSettings(BaseModel):
     # The background services this process runs (api/http/services.py); tests turn them off.
     run_projections: bool = True
     """Keep the projections current with the log (the read model never catches up in a GET)."""
+    run_runner: bool = True
+    """Execute due requested runs of the default work pool (schedules, manual runs, replays)."""
+    runner_concurrency: int = Field(default=8, ge=1, le=256)
+    """Runs the built-in runner executes at once (`LEDGERFLOW_RUNNER_CONCURRENCY`)."""
     run_automations: bool = True
     """Run the automation engine (rules on the log that notify and act on runs)."""
 
@@ -115,11 +120,15 @@ def load_api_settings(
         auth = not is_loopback(host)
     else:
         raise ValueError(f"LEDGERFLOW_AUTH must be 'on' or 'off', not {raw!r}")
+    concurrency = environ.get("LEDGERFLOW_RUNNER_CONCURRENCY", "").strip() or "8"
+    if not concurrency.isdigit():
+        raise ValueError(f"LEDGERFLOW_RUNNER_CONCURRENCY must be a whole number, not {concurrency!r}")
     try:
         return ApiSettings(
             host=host, port=port, auth=auth,
             allowed_hosts=_names(environ, "LEDGERFLOW_ALLOWED_HOSTS"),
             cors_origins=_names(environ, "LEDGERFLOW_CORS_ORIGINS"),
+            runner_concurrency=int(concurrency),
         )
     except ValidationError as exc:  # one line, naming the variable
         raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None

@@ -35,7 +35,6 @@ class ServerState:
     hub: FeedHub
     blocks: BlockStore
     """Notification credentials, encrypted with the server's secret key."""
-    settings: Settings
 
     @classmethod
     def open(
@@ -51,7 +50,7 @@ class ServerState:
         except BaseException:
             store.close()
             raise
-        return cls(api, store, read_model, keys, metrics, hub, blocks, settings)
+        return cls(api, store, read_model, keys, metrics, hub, blocks)
 
     def close(self) -> None:
         self.store.close()

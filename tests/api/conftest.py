@@ -30,6 +30,12 @@ def local_client(app: FastAPI) -> TestClient:
     return TestClient(app, base_url=LOCAL)
 
 
+def api_settings(**api: object) -> ApiSettings:
+    """ApiSettings for a test server: the built-in runner only where a test turns it on (it
+    would race the test's own executors for the runs it requests)."""
+    return ApiSettings(**{"run_runner": False, **api})  # type: ignore[arg-type]
+
+
 def settings_for(home: Path, store_url: str) -> Settings:
     return load_settings({"LEDGERFLOW_HOME": str(home), "LEDGERFLOW_DATABASE_URL": store_url})
 
@@ -40,7 +46,7 @@ def make_client(tmp_path: Path, store_url: str) -> Iterator[Callable[..., TestCl
     opened: list[TestClient] = []
 
     def make(**api: object) -> TestClient:
-        client = local_client(create_app(settings_for(tmp_path, store_url), ApiSettings(**api)))  # type: ignore[arg-type]
+        client = local_client(create_app(settings_for(tmp_path, store_url), api_settings(**api)))
         opened.append(client.__enter__())
         return client
 
@@ -84,7 +90,7 @@ def make_server(tmp_path: Path, store_url: str) -> Iterator[Callable[..., str]]:
     stack: list[AbstractContextManager[str]] = []
 
     def make(**api: object) -> str:
-        context = serving(create_app(settings_for(tmp_path, store_url), ApiSettings(**api)))  # type: ignore[arg-type]
+        context = serving(create_app(settings_for(tmp_path, store_url), api_settings(**api)))
         stack.append(context)
         return context.__enter__()
 

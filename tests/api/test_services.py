@@ -13,6 +13,7 @@ from ledgerflow.api.http.app import create_app
 from ledgerflow.api.http.services import services
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.http.state import ServerState
+from ledgerflow.events import load_settings
 from tests.api.conftest import local_client, settings_for, visible, wait_until
 
 
@@ -35,9 +36,11 @@ def state_of(client: TestClient) -> ServerState:
 
 def test_services_are_the_feed_and_the_configured_ones(client: TestClient) -> None:
     state = state_of(client)
-    assert [s.name for s in services(state, ApiSettings())] == ["feed", "projections", "automations"]
-    assert [s.name for s in services(state, ApiSettings(run_projections=False))] == ["feed", "automations"]
-    assert [s.name for s in services(state, ApiSettings(run_projections=False, run_automations=False))] == ["feed"]
+    settings = load_settings({"LEDGERFLOW_HOME": "/nowhere"})
+    assert [s.name for s in services(state, ApiSettings(), settings)] == ["feed", "projections", "runner", "automations"]
+    quiet = ApiSettings(run_projections=False, run_runner=False, run_automations=False)
+    assert [s.name for s in services(state, quiet, settings)] == ["feed"]
+    assert [s.name for s in services(state, quiet.model_copy(update={"run_automations": True}), settings)] == ["feed", "automations"]
 
 
 def test_the_lifespan_starts_the_services_and_stops_them(tmp_path: Path, store_url: str) -> None:

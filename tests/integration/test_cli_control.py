@@ -108,7 +108,7 @@ def test_two_executors_racing_for_one_run_run_it_once(tmp_path: Path, store_url:
             store, flow_name="sequential", entrypoint="tests.runtime.sample_flows:sequential", working_dir=str(REPO),
             parameters={"folder": str(marker), "steps": 3, "seconds": 0.0},
             # Both executors start, wait for this time and then claim at once: a real race.
-            scheduled_time=utcnow() + timedelta(seconds=3),
+            scheduled_time=utcnow() + timedelta(seconds=5),
         )
         run_id = scheduled.data["flow_run_id"]
         executors = [
@@ -119,11 +119,13 @@ def test_two_executors_racing_for_one_run_run_it_once(tmp_path: Path, store_url:
         results = [(p.returncode, *p.communicate(timeout=120)) for p in executors]
         results = [(p.returncode, out, error) for p, (_, out, error) in zip(executors, results, strict=True)]
         codes = sorted(code for code, _, _ in results)
-        assert codes == [0, 3], results
+        # The loser backs off: claimed by the other (3), or, on a machine so loaded that it
+        # started after the winner had finished, nothing left to execute (4).
+        assert codes in ([0, 3], [0, 4]), results
         winner = next(out for code, out, _ in results if code == 0)
-        loser = next(error for code, _, error in results if code == 3)
+        loser = next(error for code, _, error in results if code != 0)
         assert "finished Completed" in winner
-        assert "claimed" in loser and "Traceback" not in loser
+        assert ("claimed" in loser or "is Completed" in loser) and "Traceback" not in loser
         assert sorted(p.name for p in marker.iterdir()) == ["step-0", "step-1", "step-2"]
         types = [e.type for e in read_flow_run(store, run_id).events]
         assert types.count("flow-run.Running") == 1 and types[-1] == "flow-run.Completed"

@@ -162,13 +162,13 @@ def test_a_new_projection_version_is_rebuilt_on_start(store: EventStore) -> None
     runs = seed_runs(store, 5)
     ProjectionRunner(store).catch_up()
 
-    class RunsV2(RunsProjection):
-        version = 2
+    class RunsNext(RunsProjection):
+        version = RunsProjection.version + 1
 
-    runner = ProjectionRunner(store, [RunsV2(), LineageProjection(), AnalyticsProjection()])
+    runner = ProjectionRunner(store, [RunsNext(), LineageProjection(), AnalyticsProjection()])
     runner.ensure()
     checkpoint = runner.checkpoints()["runs"]
-    assert (checkpoint.version, checkpoint.generation) == (2, 2)
+    assert (checkpoint.version, checkpoint.generation) == (RunsProjection.version + 1, 2)
     with runner.engine.connect() as conn:
         flow_runs = runner.tables("runs")["flow_runs"]
         assert len(conn.execute(select(flow_runs.c.key)).all()) == len(runs)

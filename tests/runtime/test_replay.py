@@ -11,7 +11,7 @@ from ledgerflow import ReplayError, replay
 from ledgerflow.events import EventStore
 from ledgerflow.events.runs import read_flow_run, request_flow_run
 from ledgerflow.runtime import config, execute_flow_run
-from ledgerflow.runtime.replay import ReplayOptions, plan_replay
+from ledgerflow.runtime.replays import ReplayOptions, plan_replay
 from ledgerflow.runtime.states import State
 from tests.runtime import replay_flows
 from tests.runtime.conftest import run_events

@@ -99,9 +99,11 @@ def read_stream(
     stream: Annotated[str, Path(min_length=1, max_length=200)],
     from_version: Annotated[int, Query(ge=1, le=2**62, description="First stream position to return")] = 1,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    type: TypeQuery = None,
 ) -> OrjsonResponse:
-    """One stream's events in stream order, from `from_version` on (empty for an unknown stream)."""
-    events = store.read_stream(stream, from_version, limit)
+    """One stream's events in stream order, from `from_version` on (empty for an unknown stream),
+    optionally only those of matching types."""
+    events = store.read_stream(stream, from_version, limit, type)
     next_after = events[-1].cursor if events else ""
     return OrjsonResponse({"events": [event_json(e) for e in events], "next_after": next_after})
 

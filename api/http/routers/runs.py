@@ -12,7 +12,7 @@ from ledgerflow.api.http.deps import ReadModelDep, StoreDep, require
 from ledgerflow.api.http.schemas import EventOut, event_json
 from ledgerflow.api.keys import Scope
 from ledgerflow.events.runs import cancel_flow_run
-from ledgerflow.runtime.replay import ReplayOptions, plan_replay, request_replay
+from ledgerflow.runtime.replays import ReplayOptions, plan_replay, request_replay
 from ledgerflow.projections import queries
 from ledgerflow.projections.models import (
     AnalyticsReport,

@@ -37,7 +37,7 @@ from ledgerflow.runtime.futures import TaskFuture
 from ledgerflow.runtime.hashing import hash_inputs
 from ledgerflow.runtime.logging import get_logger, run_logger, setup_for_runs
 from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
-from ledgerflow.runtime.replay import ReplayPlan, plan_replay
+from ledgerflow.runtime.replays import ReplayPlan, plan_replay
 from ledgerflow.runtime.signals import Abort, Pause
 from ledgerflow.runtime.states import State
 from ledgerflow.runtime.tasks import Task, TaskRun, TaskTimeout, call_with_timeout

@@ -23,8 +23,9 @@ from typing import Any, NamedTuple
 
 from ledgerflow.events import StoredEvent
 from ledgerflow.events.payloads import flow_run_stream
-from ledgerflow.events.runs import RunNotFound, RunStateConflict, read_flow_run, request_flow_run
-from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
+from ledgerflow.events.runs import FlowRunHistory, RunNotFound, RunStateConflict, request_flow_run
+from ledgerflow.events.transitions import fold
+from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType, state_from_event_type
 from ledgerflow.runtime.eventlog import EventLog
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
 
 _log = logging.getLogger("ledgerflow.runs")
 _REUSABLE = frozenset({"Completed", "Cached", "Reused"})
+_PLAN_TYPES = ["task-run.created"] + [f"task-run.{name}" for name, kind in STATE_NAMES.items() if kind in TERMINAL]
+"""What a plan reads of the original: task runs and how they ended (not their Running states)."""
 
 
 class ReplayError(Exception):
@@ -194,10 +197,12 @@ def priors_of(events: Iterable[StoredEvent]) -> list[tuple[Identity | None, Prio
 def plan_replay(log: EventLog, original: str, options: ReplayOptions = ReplayOptions(), *, cut: bool = False) -> ReplayPlan:
     """The plan of a replay of `original`, read from its stream (and its subflows' outcomes);
     `cut`: nothing may be reused any more (a parent's `from_task` was already reached)."""
-    history = read_flow_run(log, original)
+    events = log.read_stream(flow_run_stream(original), types=_PLAN_TYPES)
+    if not events and not log.read_stream(flow_run_stream(original), limit=1):
+        raise UnknownRun(original)
     priors: dict[Identity, Prior] = {}
     ordered: list[tuple[Identity, Prior]] = []
-    for identity, prior in priors_of(history.events):
+    for identity, prior in priors_of(events):
         if prior.child_flow_run_id is not None:
             prior = _subflow_outcome(log, prior)
         if identity is not None:
@@ -209,7 +214,7 @@ def plan_replay(log: EventLog, original: str, options: ReplayOptions = ReplayOpt
 def _subflow_outcome(log: EventLog, stand_in: Prior) -> Prior:
     """A subflow's stand-in task run keeps no result itself: the child run's Completed does."""
     assert stand_in.child_flow_run_id is not None
-    child = log.read_stream(flow_run_stream(stand_in.child_flow_run_id))
+    child = log.read_stream(flow_run_stream(stand_in.child_flow_run_id), types=["flow-run.*"])
     ended = next((e for e in reversed(child) if e.type.startswith("flow-run.") and _terminal(e.type)), None)
     if ended is None or ended.type != "flow-run.Completed":
         return Prior(stand_in.task_run_id, stand_in.task_name, ended.type.partition(".")[2] if ended else None,
@@ -232,10 +237,11 @@ def request_replay(
     actor: str | None = None,
 ) -> str:
     """Append the request of a replay of `run_id`; the new run's id. ReplayError if it cannot be."""
-    try:
-        history = read_flow_run(log, run_id)
-    except RunNotFound:
-        raise UnknownRun(run_id) from None
+    run_events = log.read_stream(flow_run_stream(run_id), types=["flow-run.*"])  # not its task runs and logs
+    if not run_events:
+        raise UnknownRun(run_id)
+    history = FlowRunHistory(run_id, run_events, fold(run_events),
+                             next((e.data for e in run_events if e.type == "flow-run.created"), {}))
     if history.state is None or history.state.type not in TERMINAL and history.state.type != StateType.PAUSED:
         what = history.state.name if history.state else "not started"
         raise RunNotFinished(f"flow run {run_id} is {what}: replay it once it has finished (or cancel it first)")
