@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "load_settings"]
@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     api_key: str | None = None
     cancel_check_seconds: float = Field(default=0.5, gt=0, le=60)
     """How often a running flow looks in the log for a cancel nobody else told it about."""
+    secret_key: SecretStr | None = None
+    """Fernet key(s) that encrypt notification blocks at rest (comma-separated: the first
+    encrypts, all decrypt); unset, one is generated into `$LEDGERFLOW_HOME/secret.key`."""
 
     @field_validator("home")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ledgerflow.api.cli import control, events, keys, projections, runs, server
+from ledgerflow.api.cli import automations, control, events, keys, projections, runs, server
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,9 @@ runs.app.command("replay")(control.replay)
 app.add_typer(runs.app, name="flow-run")
 app.add_typer(projections.app, name="projections")
 app.command("stats")(runs.stats)
+app.add_typer(automations.automation_app, name="automation")
+app.add_typer(automations.block_app, name="block")
+app.add_typer(automations.engine_app, name="automations")
 
 
 def main() -> None:

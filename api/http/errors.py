@@ -5,6 +5,8 @@
     InvalidCursor       -> 400      RunNotFound               -> 404
     RunNotReplayable    -> 422
     StoreUnavailable    -> 503      CorruptEvent              -> 500
+    AutomationNotFound, BlockNotFound -> 404    AutomationExists, BlockExists -> 409
+    RuleError, BlockError             -> 422    DeliveryError                 -> 502
 
 Every error body is `{"detail": "<one readable line>"}`.
 """
@@ -26,6 +28,16 @@ from ledgerflow.events import (
     StoreUnavailable,
 )
 from ledgerflow.events.runs import RunNotFound, RunStateConflict
+from ledgerflow.notifications.errors import (
+    AutomationExists,
+    AutomationNotFound,
+    BlockError,
+    BlockExists,
+    BlockNotFound,
+    DeliveryError,
+    RuleError,
+    SecretKeyError,
+)
 from ledgerflow.projections.errors import InvalidQuery
 from ledgerflow.runtime.replays import RunNotReplayable
 
@@ -39,6 +51,14 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (RunNotReplayable, 422),
     (StoreUnavailable, 503),
     (CorruptEvent, 500),
+    (AutomationNotFound, 404),
+    (BlockNotFound, 404),
+    (AutomationExists, 409),
+    (BlockExists, 409),
+    (RuleError, 422),
+    (SecretKeyError, 500),
+    (BlockError, 422),
+    (DeliveryError, 502),
 )
 
 

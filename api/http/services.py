@@ -4,8 +4,8 @@ Each is a `ledgerflow.events.service.Service` (start/stop); the app's lifespan h
 list `services(state, api)` returns to a `Supervisor`, which starts them in order and stops
 them in reverse. Requests never wait on them: they read what the services keep current.
 
-A new service (the automation engine, the scheduler, the crash monitor, the built-in runner)
-is a constructor here, an `ApiSettings.run_<name>` flag that tests can turn off, and one line
+The services: the feed's tail reader, the projection runner, the automation engine
+(notifications/service.py). A new one (the scheduler, the crash monitor, ...) is a constructor here, an `ApiSettings.run_<name>` flag that tests can turn off, and one line
 in `services()`.
 """
 
@@ -16,6 +16,7 @@ from ledgerflow.api.http.state import ServerState
 from ledgerflow.events import EventStoreError, Settings
 from ledgerflow.events.service import LoopService, Service
 from ledgerflow.projections import queries
+from ledgerflow.notifications.service import automation_service
 from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.runtime.runner import ChildSettings, RunLauncher
 
@@ -64,4 +65,6 @@ def services(state: ServerState, api: ApiSettings, settings: Settings) -> list[S
         found.append(projection_service(state.read_model))
     if api.run_runner:
         found.append(runner_service(state, api, settings))
+    if api.run_automations:
+        found.append(automation_service(state.store, state.blocks))
     return found

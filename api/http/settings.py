@@ -44,6 +44,8 @@ class ApiSettings(BaseModel):
     """Execute due requested runs of the default work pool (schedules, manual runs, replays)."""
     runner_concurrency: int = Field(default=8, ge=1, le=256)
     """Runs the built-in runner executes at once (`LEDGERFLOW_RUNNER_CONCURRENCY`)."""
+    run_automations: bool = True
+    """Run the automation engine (rules on the log that notify and act on runs)."""
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -15,6 +15,9 @@ from ledgerflow.api.http.metrics import Metrics
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.keys import ApiKeys
 from ledgerflow.events import EventStore, Settings, open_store
+from ledgerflow.notifications.blocks import BlockStore
+from ledgerflow.notifications.secretbox import SecretBox
+from ledgerflow.notifications.tables import migrate as migrate_notifications
 from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.projections.runner import engine_of
 
@@ -30,6 +33,8 @@ class ServerState:
     keys: ApiKeys
     metrics: Metrics
     hub: FeedHub
+    blocks: BlockStore
+    """Notification credentials, encrypted with the server's secret key."""
 
     @classmethod
     def open(
@@ -41,22 +46,24 @@ class ServerState:
             read_model = ReadModel(store, catch_up=False)
             keys = ApiKeys(engine_of(store))
             hub = FeedHub(store, loop, api.feed_window)
+            blocks = BlockStore(engine_of(store), SecretBox.from_settings(settings))
         except BaseException:
             store.close()
             raise
-        return cls(api, store, read_model, keys, metrics, hub)
+        return cls(api, store, read_model, keys, metrics, hub, blocks)
 
     def close(self) -> None:
         self.store.close()
 
 
 def prepare_database(settings: Settings) -> None:
-    """Create or migrate every table a server uses (log, projections, keys), then close.
+    """Create or migrate every table a server uses (log, projections, keys, blocks), then close.
 
     Server processes starting together on a fresh database would race to create them."""
     store = open_store(settings.store_url)
     try:
         ReadModel(store, catch_up=False)
         ApiKeys(engine_of(store))
+        migrate_notifications(engine_of(store))
     finally:
         store.close()

@@ -37,8 +37,10 @@ def state_of(client: TestClient) -> ServerState:
 def test_services_are_the_feed_and_the_configured_ones(client: TestClient) -> None:
     state = state_of(client)
     settings = load_settings({"LEDGERFLOW_HOME": "/nowhere"})
-    assert [s.name for s in services(state, ApiSettings(), settings)] == ["feed", "projections", "runner"]
-    assert [s.name for s in services(state, ApiSettings(run_projections=False, run_runner=False), settings)] == ["feed"]
+    assert [s.name for s in services(state, ApiSettings(), settings)] == ["feed", "projections", "runner", "automations"]
+    quiet = ApiSettings(run_projections=False, run_runner=False, run_automations=False)
+    assert [s.name for s in services(state, quiet, settings)] == ["feed"]
+    assert [s.name for s in services(state, quiet.model_copy(update={"run_automations": True}), settings)] == ["feed", "automations"]
 
 
 def test_the_lifespan_starts_the_services_and_stops_them(tmp_path: Path, store_url: str) -> None:
@@ -49,9 +51,11 @@ def test_the_lifespan_starts_the_services_and_stops_them(tmp_path: Path, store_u
         assert not [name for name, thread in started.items() if thread.is_alive()]  # all stopped
         return started
 
-    assert {"ledgerflow-feed", "ledgerflow-projections"} <= set(started_by(ApiSettings()))
-    quiet = started_by(ApiSettings(run_projections=False))
+    assert {"ledgerflow-feed", "ledgerflow-projections", "ledgerflow-automations",
+            "ledgerflow-automations-dispatch"} <= set(started_by(ApiSettings()))
+    quiet = started_by(ApiSettings(run_projections=False, run_automations=False))
     assert "ledgerflow-feed" in quiet and "ledgerflow-projections" not in quiet
+    assert not any("automations" in name for name in quiet)
 
 
 def test_gets_read_the_projections_without_catching_up(client: TestClient) -> None:
