@@ -12,6 +12,8 @@ from ledgerflow.runtime.artifacts import (
 )
 from ledgerflow.runtime.cache import task_input_hash
 from ledgerflow.runtime.context import get_run_context
+from ledgerflow.runtime.deployments import Cron, Interval, RRule, RunnerDeployment, run_deployment
+from ledgerflow.runtime.serving import serve
 from ledgerflow.runtime.execute import ReplayError, RunAlreadyClaimed, RunNotAdoptable, execute_flow_run, replay
 from ledgerflow.runtime.flows import Flow, flow
 from ledgerflow.runtime.futures import TaskFuture, unmapped, wait
@@ -27,14 +29,18 @@ __all__ = [
     "CancelledRun",
     "Completed",
     "Crashed",
+    "Cron",
     "Fail",
     "Failed",
     "Flow",
+    "Interval",
+    "RRule",
     "ParameterValidationError",
     "Pause",
     "ReplayError",
     "RunAlreadyClaimed",
     "RunNotAdoptable",
+    "RunnerDeployment",
     "State",
     "StateType",
     "Task",
@@ -50,6 +56,8 @@ __all__ = [
     "get_run_context",
     "get_run_logger",
     "replay",
+    "run_deployment",
+    "serve",
     "task",
     "task_input_hash",
     "unmapped",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ledgerflow.api.cli import control, events, keys, projections, runs, server
+from ledgerflow.api.cli import control, deployments, events, keys, projections, runs, server
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,9 @@ runs.app.command("replay")(control.replay)
 app.add_typer(runs.app, name="flow-run")
 app.add_typer(projections.app, name="projections")
 app.command("stats")(runs.stats)
+app.add_typer(deployments.app, name="deployment")
+app.command("deploy")(deployments.deploy)
+app.add_typer(deployments.scheduler_app, name="scheduler")
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
     ConcurrencyConflict -> 409      InvalidEvent, InvalidQuery -> 422
     RunStateConflict    -> 409      (the body of a 409 names stream, expected and actual)
     InvalidCursor       -> 400      RunNotFound               -> 404
-    RunNotReplayable    -> 422
+    RunNotReplayable    -> 422      DeploymentNotFound        -> 404
+    DeploymentError, ScheduleError -> 422
     StoreUnavailable    -> 503      CorruptEvent              -> 500
 
 Every error body is `{"detail": "<one readable line>"}`.
@@ -25,7 +26,9 @@ from ledgerflow.events import (
     InvalidEvent,
     StoreUnavailable,
 )
+from ledgerflow.events.deployments import DeploymentError, DeploymentNotFound
 from ledgerflow.events.runs import RunNotFound, RunStateConflict
+from ledgerflow.events.schedules import ScheduleError
 from ledgerflow.projections.errors import InvalidQuery
 from ledgerflow.runtime.replays import RunNotReplayable
 
@@ -37,6 +40,9 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidQuery, 422),
     (RunNotFound, 404),
     (RunNotReplayable, 422),
+    (DeploymentNotFound, 404),
+    (DeploymentError, 422),
+    (ScheduleError, 422),
     (StoreUnavailable, 503),
     (CorruptEvent, 500),
 )
