@@ -158,6 +158,8 @@ def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id.")]) -> None
                          ("replay of", run.replay_of)):
         if value:
             out.print(f"{label} {escape(str(value))}")
+    if detail.replays:
+        out.print(f"replayed by {escape(', '.join(detail.replays))}")
     if run.error:
         out.print(f"[red]error {escape(run.error)}[/]")
     names = {task.id: _task_label(task) for task in detail.task_runs}
@@ -171,11 +173,11 @@ def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id.")]) -> None
             escape(record.error or record.message or ""),
         )
     out.print(states)
-    tasks = table("TASK RUN", "ID", "STATE", "START", "DURATION", "ATTEMPTS", "ERROR", title="task runs")
+    tasks = table("TASK RUN", "ID", "STATE", "START", "DURATION", "ATTEMPTS", "DETAIL", title="task runs")
     for task in detail.task_runs:
         tasks.add_row(
             _task_label(task), task.id, _state(task.state_type, task.state_name), _time(task.start),
-            _duration(task.duration), str(task.attempts), f"[red]{escape(task.error)}[/]" if task.error else "",
+            _duration(task.duration), str(task.attempts), _task_detail(task),
         )
     out.print(tasks)
     if found:
@@ -184,6 +186,16 @@ def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id.")]) -> None
             arts.add_row(escape(artifact.key or artifact.id), artifact.artifact_type,
                          names.get(artifact.task_run_id or "", "-"), escape(str(artifact.data)[:80]))
         out.print(arts)
+
+
+def _task_detail(task: TaskRun) -> str:
+    """Its error, or where a Reused / Cached result came from."""
+    if task.error:
+        return f"[red]{escape(task.error)}[/]"
+    if task.cached_from:
+        verb = "reused" if task.state_name == "Reused" else "taken"
+        return f"[cyan]{verb} from task run {escape(task.cached_from)}[/]"
+    return ""
 
 
 def _level(value: str) -> int:

@@ -73,3 +73,31 @@ def test_replay_errors_are_one_line(tmp_path: Path, store_url: str) -> None:
     waiting = subprocess.run([LEDGERFLOW, "flow-run", "replay", scheduled.data["flow_run_id"]], env=env,
                              capture_output=True, text=True, timeout=120)
     assert waiting.returncode == 1 and "replay it once it has finished" in waiting.stderr
+
+
+def test_inspect_shows_what_a_replay_reused_and_from_where(tmp_path: Path, store_url: str) -> None:
+    env = cli_env(tmp_path, store_url)
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "fail-3").write_text("")
+    with open_store(store_url) as store:
+        scheduled = request_flow_run(store, flow_name="ten_steps", entrypoint="tests.runtime.replay_flows:ten_steps",
+                                     working_dir=str(REPO), parameters={"folder": str(folder)})
+        original = scheduled.data["flow_run_id"]
+    subprocess.run([LEDGERFLOW, "flow-run", "execute", original], env=env, capture_output=True, timeout=120)
+    (folder / "fail-3").unlink()
+    replayed = subprocess.run([LEDGERFLOW, "flow-run", "replay", original], env=env, capture_output=True, text=True,
+                              timeout=120)
+    new_id = replayed.stdout.split()[1]
+    with open_store(store_url) as store:
+        first_two = [e.data["task_run_id"] for e in store.read_stream(f"flow-run-{original}")
+                     if e.type == "task-run.created"][:2]
+    shown = subprocess.run([LEDGERFLOW, "flow-run", "inspect", new_id], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert f"replay of {original}" in shown.stdout
+    assert all(f"reused from task run {task_run_id}" in shown.stdout for task_run_id in first_two)
+    assert shown.stdout.count("reused from task run") == 2  # steps 1 and 2; step 3 failed, so it ran
+    original_view = subprocess.run([LEDGERFLOW, "flow-run", "inspect", original], env=env, capture_output=True,
+                                   text=True, timeout=120)
+    assert f"replayed by {new_id}" in original_view.stdout
