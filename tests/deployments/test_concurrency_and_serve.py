@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,9 +28,9 @@ FLOWS = "tests/deployments/flows.py"
 
 
 @pytest.fixture
-def runs(store_url: str) -> EventStore:
+def runs(store_url: str) -> Iterator[EventStore]:
     with harness(store_url) as store:
-        yield store  # type: ignore[misc]
+        yield store
 
 
 def deploy(store: EventStore, name: str, flow: str, **values: object) -> None:

@@ -20,8 +20,8 @@ def make(**values: Any) -> Schedule:
     return result
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_a_daily_cron_in_paris_keeps_its_wall_clock_time_across_both_dst_changes() -> None:

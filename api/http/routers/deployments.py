@@ -38,7 +38,7 @@ router = APIRouter(prefix="/api/deployments", tags=["deployments"], dependencies
 write_router = APIRouter(prefix="/api/deployments", tags=["deployments"], dependencies=[Depends(require(Scope.WRITE))])
 
 DeploymentRef = Annotated[str, Path(min_length=1, max_length=100, description="The deployment's id")]
-_NOT_FOUND = {404: {"description": "no such deployment"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such deployment"}}
 
 
 def _live(store: EventStore, ident: str) -> Deployment:
