@@ -225,10 +225,15 @@ class Scheduler:
                 return []
             if len(track.ahead) >= settings.max_runs:
                 return []
-        else:
+        missed: list[datetime] = []
+        if track.last is not None and track.last <= now:
+            # Slots that came and went since the last tick (a slow tick, a database outage):
+            # requested late rather than never. After a restart a scheduler starts at now.
+            missed = slots(schedule, track.last, now, settings.max_runs)
             track.last = None
         room = settings.max_runs - len(track.ahead)
-        found = window(schedule, now, settings.horizon, settings.min_runs, settings.max_runs, after=track.last)[:room]
+        found = missed + window(schedule, now, settings.horizon, settings.min_runs, settings.max_runs,
+                                after=track.last)[:room]
         if found:
             track.ahead.extend(found)
             track.last = found[-1]
