@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -72,12 +73,12 @@ def test_two_scheduler_processes_one_run_per_slot_each_executed_once(postgres_sc
         ]
         stores = [open_store(url) for _ in range(2)]
         launchers = []
+        def due_from(rm: ReadModel) -> Callable[[int], list[str]]:
+            return lambda n: queries.due_flow_runs(rm, pools=("default",), limit=min(n, 500))
+
         for index, each in enumerate(stores):
-            rm = ReadModel(each)
-            launchers.append(RunLauncher(
-                lambda n, rm=rm: queries.due_flow_runs(rm, pools=("default",), limit=min(n, 500)),
-                ChildSettings(str(tmp_path / "home"), url), concurrency=3, interval=0.05, name=f"runner-{index}",
-            ))
+            launchers.append(RunLauncher(due_from(ReadModel(each)), ChildSettings(str(tmp_path / "home"), url),
+                                         concurrency=3, interval=0.05, name=f"runner-{index}"))
         for launcher in launchers:
             launcher.start()
         try:
