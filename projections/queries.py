@@ -241,10 +241,12 @@ def _concurrency_limits(rm: ReadModel) -> dict[str, int]:
 def _limited_due(conn: Connection, runs: Table, waiting: ColumnElement[bool], limits: dict[str, int]) -> list[tuple[Any, str]]:
     """The earliest due runs of each limited deployment, as many as it has free slots."""
     ids = list(limits)
-    holding: dict[str, int] = dict(conn.execute(
-        select(runs.c.deployment_id, func.count()).where(runs.c.deployment_id.in_(ids), runs.c.state_type.in_(_HOLDING))
-        .group_by(runs.c.deployment_id)
-    ).tuples().all())
+    holding: dict[str, int] = {
+        str(row[0]): int(row[1]) for row in conn.execute(
+            select(runs.c.deployment_id, func.count()).where(runs.c.deployment_id.in_(ids), runs.c.state_type.in_(_HOLDING))
+            .group_by(runs.c.deployment_id)
+        )
+    }
     rank = func.row_number().over(partition_by=runs.c.deployment_id, order_by=(runs.c.scheduled_time, runs.c.key))
     ranked = select(runs.c.key, runs.c.deployment_id, runs.c.scheduled_time, rank.label("rank")).where(
         waiting, runs.c.deployment_id.in_(ids)

@@ -37,8 +37,11 @@ def state_of(client: TestClient) -> ServerState:
 def test_services_are_the_feed_and_the_configured_ones(client: TestClient) -> None:
     state = state_of(client)
     settings = load_settings({"LEDGERFLOW_HOME": "/nowhere"})
-    assert [s.name for s in services(state, ApiSettings(), settings)] == ["feed", "projections", "runner"]
-    assert [s.name for s in services(state, ApiSettings(run_projections=False, run_runner=False), settings)] == ["feed"]
+    assert [s.name for s in services(state, ApiSettings(), settings)] == [
+        "feed", "projections", "scheduler", "late-runs", "runner",
+    ]
+    off = ApiSettings(run_projections=False, run_runner=False, run_scheduler=False)
+    assert [s.name for s in services(state, off, settings)] == ["feed"]
 
 
 def test_the_lifespan_starts_the_services_and_stops_them(tmp_path: Path, store_url: str) -> None:
