@@ -8,6 +8,7 @@ writers racing on one run never both win: the loser re-reads and decides again.
 - `propose_flow_run_state`: move a run to a named state if the rules allow it.
 - `cancel_flow_run`: `Cancelled` if it has not started, else `Cancelling` (its engine ends it).
 - `read_flow_run`: a run's events and its current state.
+- `mark_late`: `Late` for a requested run not started within the grace period.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import orjson
 
 from ledgerflow.events.errors import ConcurrencyConflict, InvalidEvent
 from ledgerflow.events.ids import derived_id
-from ledgerflow.events.model import NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend, new_id, utcnow
+from ledgerflow.events.model import NO_STREAM, EventMeta, ExpectedVersion, NewEvent, StoredEvent, StreamAppend, new_id, utcnow
 from ledgerflow.events.payloads import FlowRunCreated, StateChanged, flow_run_stream
 from ledgerflow.events.states import STATE_NAMES, StateType, state_event_type
 from ledgerflow.events.transitions import Accepted, Delayed, RunState, decide, fold
@@ -34,6 +35,8 @@ __all__ = [
     "RunNotFound",
     "RunStateConflict",
     "cancel_flow_run",
+    "flow_run_request",
+    "mark_late",
     "propose_flow_run_state",
     "read_flow_run",
     "request_flow_run",
@@ -178,8 +181,7 @@ def _root(history: FlowRunHistory) -> UUID | None:
         return None
 
 
-def request_flow_run(
-    log: RunLog,
+def flow_run_request(
     *,
     flow_name: str,
     entrypoint: str,
@@ -192,21 +194,21 @@ def request_flow_run(
     deployment_id: str | None = None,
     work_pool: str | None = None,
     flow_run_id: UUID | None = None,
+    parent_flow_run_id: str | None = None,
+    parent_task_run_id: str | None = None,
+    root_flow_run_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
     actor: str | None = None,
-) -> StoredEvent:
-    """Ask for a run of `entrypoint` without running it: `flow-run.created` then
-    `flow-run.Scheduled`, appended to a new stream. Returns the Scheduled event.
-
-    Give `flow_run_id` (e.g. `derived_id(deployment, slot)`) to make the request idempotent:
-    asking twice for the same id creates one run.
-    """
+    expected_version: ExpectedVersion = NO_STREAM,
+) -> StreamAppend:
+    """The append that `request_flow_run` makes (for callers that batch many requests)."""
     run_id = flow_run_id or new_id()
     values = dict(parameters or {})
     try:
         orjson.dumps(values)
     except TypeError as exc:
         raise InvalidEvent(f"parameters of a requested run must be JSON: {exc}") from None
+    root = root_flow_run_id or str(run_id)
     created = FlowRunCreated(
         flow_run_id=str(run_id),
         flow_name=flow_name,
@@ -215,7 +217,9 @@ def request_flow_run(
         entrypoint=entrypoint,
         working_dir=working_dir,
         tags=list(tags),
-        root_flow_run_id=str(run_id),
+        root_flow_run_id=root,
+        parent_flow_run_id=parent_flow_run_id,
+        parent_task_run_id=parent_task_run_id,
         deployment_id=deployment_id,
         replay_of=replay_of,
         work_pool=work_pool,
@@ -226,9 +230,45 @@ def request_flow_run(
         flow_run_id=str(run_id), state_type=StateType.SCHEDULED, state_name="Scheduled",
         scheduled_time=due.isoformat(),
     ).as_data()
-    meta = EventMeta(correlation_id=run_id, actor=actor)
+    try:
+        correlation = UUID(root)
+    except ValueError:
+        correlation = run_id
+    meta = EventMeta(correlation_id=correlation, actor=actor)
     events = [
         NewEvent(type="flow-run.created", data=created, id=derived_id("flow-run.created", run_id), meta=meta),
         NewEvent(type="flow-run.Scheduled", data=scheduled, id=derived_id("flow-run.Scheduled", run_id), meta=meta),
     ]
-    return log.append_streams([StreamAppend(flow_run_stream(run_id), events, NO_STREAM)])[1]
+    return StreamAppend(flow_run_stream(run_id), events, expected_version)
+
+
+def request_flow_run(log: RunLog, **request: Any) -> StoredEvent:
+    """Ask for a run of `entrypoint` without running it: `flow-run.created` then
+    `flow-run.Scheduled`, appended to a new stream. Returns the Scheduled event. The keyword
+    arguments are those of `flow_run_request` (flow_name, entrypoint, working_dir, parameters,
+    scheduled_time, tags, run_name, replay_of, deployment_id, work_pool, flow_run_id, ...).
+
+    Give `flow_run_id` (e.g. `derived_id(deployment, slot)`) to make the request idempotent:
+    asking twice for the same id creates one run.
+    """
+    return log.append_streams([flow_run_request(**request)])[1]
+
+
+def mark_late(log: RunLog, flow_run_id: str | UUID, scheduled_time: datetime | None = None, *,
+              now: datetime | None = None) -> StoredEvent | None:
+    """`flow-run.Late` for a run still `Scheduled` past its time (None when it is not: it
+    started, or is already Late). Its event id derives from the run, so marking twice writes once."""
+    run_id = str(flow_run_id)
+    history = read_flow_run(log, run_id)
+    state = history.state
+    if state is None or state.name != "Scheduled":
+        return None
+    due = state.scheduled_time or scheduled_time
+    data = {"scheduled_time": due.isoformat()} if due is not None else {}
+    try:
+        return propose_flow_run_state(
+            log, run_id, "Late", message="not started within the grace period", data=data, actor="late-runs",
+            event_id=derived_id("flow-run.Late", run_id), now=now,
+        )
+    except RunStateConflict:
+        return None

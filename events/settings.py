@@ -23,6 +23,15 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Fernet key(s) that encrypt notification blocks at rest (comma-separated: the first
     encrypts, all decrypt); unset, one is generated into `$LEDGERFLOW_HOME/secret.key`."""
+    late_after_seconds: float = Field(default=60.0, ge=0, le=86_400 * 7)
+    """A requested run not started this long after its scheduled time becomes `Late`."""
+    scheduler_horizon_seconds: float = Field(default=3600.0, gt=0, le=86_400 * 366)
+    """How far ahead the scheduler materialises slots (at least `scheduler_min_runs` of them)."""
+    scheduler_min_runs: int = Field(default=3, ge=1, le=1000)
+    scheduler_max_runs: int = Field(default=100, ge=1, le=10_000)
+    """At most this many future runs per schedule, however close together its slots are."""
+    scheduler_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """How often the scheduler looks for deployment changes and slots coming into its horizon."""
 
     @field_validator("home")
     @classmethod

@@ -18,7 +18,9 @@ import orjson
 from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
 
 from ledgerflow.events import Cursor, InvalidCursor
+from ledgerflow.events.deployments import Deployment, DeploymentNotFound
 from ledgerflow.events.states import STATE_NAMES, StateType
+from ledgerflow.projections.deployments import deployment_of
 from ledgerflow.projections.analytics import merge_histograms, percentile, period_start
 from ledgerflow.projections.errors import InvalidQuery, RunNotFound
 from ledgerflow.projections.models import (
@@ -26,6 +28,7 @@ from ledgerflow.projections.models import (
     AnalyticsPeriod,
     AnalyticsReport,
     Artifact,
+    FlowRun,
     FlowRunPage,
     LineageEdge,
     LineageGraph,
@@ -52,14 +55,18 @@ __all__ = [
     "WAITING_TO_START",
     "analytics",
     "due_flow_runs",
+    "get_deployment",
     "get_run",
+    "late_flow_runs",
     "lineage",
+    "list_deployments",
     "list_flow_runs",
     "projection_cursor",
     "run_artifacts",
     "run_as_of",
     "run_history",
     "run_logs",
+    "upcoming_runs",
 ]
 
 
@@ -259,29 +266,131 @@ def due_flow_runs(
     rm: ReadModel, *, pools: Sequence[str | None], now: datetime | None = None, limit: int = 100
 ) -> list[str]:
     """Ids of requested runs waiting to start whose time has come, soonest due first, in the
-    given work pools (None: runs that name no pool)."""
+    given work pools (None: runs that name no pool). A deployment with a concurrency limit
+    has only as many of its runs here as it has free slots (its earliest ones), so extra runs
+    wait and then start in order; the executor's lease (events/deployments.py) is the guard."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidQuery(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
     rm.refresh()
     moment = _aware(now, "now") if now is not None else datetime.now(UTC)
+    limits = _concurrency_limits(rm)
     with rm.reading("runs") as (conn, tables):
         runs = tables["flow_runs"]
         named = [pool for pool in pools if pool is not None]
         in_pool: list[ColumnElement[bool]] = [runs.c.work_pool.in_(named)] if named else []
         if None in pools:
             in_pool.append(runs.c.work_pool.is_(None))
+        waiting = and_(
+            runs.c.state_type == StateType.SCHEDULED.value,
+            runs.c.state_name.in_(WAITING_TO_START),
+            runs.c.scheduled_time <= moment,
+            or_(*in_pool) if in_pool else true(),
+        )
+        unlimited = or_(runs.c.deployment_id.is_(None), runs.c.deployment_id.not_in(list(limits))) if limits else true()
         query = (
-            select(runs.c.key)
-            .where(
-                runs.c.state_type == StateType.SCHEDULED.value,
-                runs.c.state_name.in_(WAITING_TO_START),
-                runs.c.scheduled_time <= moment,
-                or_(*in_pool) if in_pool else true(),
-            )
+            select(runs.c.key, runs.c.scheduled_time)
+            .where(waiting, unlimited)
             .order_by(runs.c.scheduled_time, runs.c.key)
             .limit(limit)
         )
-        return list(conn.execute(query).scalars().all())
+        found = [(row.scheduled_time, row.key) for row in conn.execute(query)]
+        if limits:
+            found += _limited_due(conn, runs, waiting, limits)
+    return [key for _, key in sorted(found)[:limit]]
+
+
+_HOLDING = (StateType.PENDING.value, StateType.RUNNING.value, StateType.CANCELLING.value, StateType.PAUSED.value)
+
+
+def _concurrency_limits(rm: ReadModel) -> dict[str, int]:
+    with rm.reading("deployments") as (conn, tables):
+        table = tables["deployments"]
+        rows = conn.execute(
+            select(table.c.key, table.c.concurrency_limit).where(table.c.concurrency_limit.is_not(None))
+        )
+        return {row.key: int(row.concurrency_limit) for row in rows}
+
+
+def _limited_due(conn: Connection, runs: Table, waiting: ColumnElement[bool], limits: dict[str, int]) -> list[tuple[Any, str]]:
+    """The earliest due runs of each limited deployment, as many as it has free slots."""
+    ids = list(limits)
+    holding: dict[str, int] = {
+        str(row[0]): int(row[1]) for row in conn.execute(
+            select(runs.c.deployment_id, func.count()).where(runs.c.deployment_id.in_(ids), runs.c.state_type.in_(_HOLDING))
+            .group_by(runs.c.deployment_id)
+        )
+    }
+    rank = func.row_number().over(partition_by=runs.c.deployment_id, order_by=(runs.c.scheduled_time, runs.c.key))
+    ranked = select(runs.c.key, runs.c.deployment_id, runs.c.scheduled_time, rank.label("rank")).where(
+        waiting, runs.c.deployment_id.in_(ids)
+    ).subquery()
+    top = max(limits.values())
+    found = []
+    for row in conn.execute(select(ranked).where(ranked.c.rank <= top)):
+        if row.rank <= limits[row.deployment_id] - holding.get(row.deployment_id, 0):
+            found.append((row.scheduled_time, row.key))
+    return found
+
+
+def late_flow_runs(rm: ReadModel, *, before: datetime, limit: int = 500) -> list[tuple[str, datetime]]:
+    """(id, scheduled time) of requested runs still `Scheduled` whose time was before `before`."""
+    rm.refresh()
+    moment = _aware(before, "before")
+    with rm.reading("runs") as (conn, tables):
+        runs = tables["flow_runs"]
+        query = (
+            select(runs.c.key, runs.c.scheduled_time)
+            .where(runs.c.state_name == "Scheduled", runs.c.scheduled_time < moment)
+            .order_by(runs.c.scheduled_time)
+            .limit(limit)
+        )
+        return [(row.key, row.scheduled_time) for row in conn.execute(query)]
+
+
+def list_deployments(
+    rm: ReadModel, *, flow_name: str | None = None, tags: Sequence[str] = (), paused: bool | None = None,
+    limit: int = 200,
+) -> list[Deployment]:
+    """Live deployments, by name."""
+    if not 1 <= limit <= 1000:
+        raise InvalidQuery(f"limit must be between 1 and 1000, not {limit}")
+    rm.refresh()
+    with rm.reading("deployments") as (conn, tables):
+        table = tables["deployments"]
+        conditions: list[ColumnElement[bool]] = [table.c.deleted.is_(False)]
+        if flow_name is not None:
+            conditions.append(table.c.flow_name == flow_name)
+        if paused is not None:
+            conditions.append(table.c.paused.is_(paused))
+        conditions.extend(table.c.tags.like(_like_json(tag), escape="\\") for tag in tags)
+        rows = conn.execute(select(table).where(*conditions).order_by(table.c.name).limit(limit)).mappings().all()
+    return [deployment_of(dict(row)) for row in rows]
+
+
+def get_deployment(rm: ReadModel, ident: str) -> Deployment:
+    """A live deployment by id or by name (`flow/deployment`); DeploymentNotFound otherwise."""
+    rm.refresh()
+    with rm.reading("deployments") as (conn, tables):
+        table = tables["deployments"]
+        column = table.c.name if "/" in ident else table.c.key
+        row = conn.execute(select(table).where(column == ident, table.c.deleted.is_(False))).mappings().first()
+    if row is None:
+        raise DeploymentNotFound(ident)
+    return deployment_of(dict(row))
+
+
+def upcoming_runs(rm: ReadModel, deployment_id: str, *, limit: int = 10) -> list[FlowRun]:
+    """The deployment's runs waiting to start, soonest first."""
+    rm.refresh()
+    with rm.reading("runs") as (conn, tables):
+        runs = tables["flow_runs"]
+        rows = conn.execute(
+            select(runs).where(
+                runs.c.deployment_id == deployment_id, runs.c.state_type == StateType.SCHEDULED.value,
+                runs.c.state_name.in_(WAITING_TO_START),
+            ).order_by(runs.c.scheduled_time, runs.c.key).limit(limit)
+        ).mappings().all()
+    return [flow_run_model(dict(row)) for row in rows]
 
 
 def run_logs(

@@ -22,6 +22,7 @@ from ledgerflow.events.service import LoopService
 from ledgerflow.events.transactions import engine_of, write_transaction
 from ledgerflow.projections.analytics import AnalyticsProjection
 from ledgerflow.projections.base import Projection
+from ledgerflow.projections.deployments import DeploymentsProjection
 from ledgerflow.projections.catalog import (
     MIGRATIONS,
     Checkpoint,
@@ -41,6 +42,7 @@ DEFAULT_PROJECTIONS: tuple[Projection, ...] = (
     RunsProjection(),
     LineageProjection(),
     AnalyticsProjection(),
+    DeploymentsProjection(),
 )
 
 

@@ -23,6 +23,8 @@ from ledgerflow.runtime.cache import (
     task_input_hash,
 )
 from ledgerflow.runtime.context import get_run_context, tags
+from ledgerflow.runtime.deployments import Cron, Interval, RRule, RunnerDeployment, run_deployment
+from ledgerflow.runtime.serving import serve
 from ledgerflow.runtime.execute import ReplayError, RunAlreadyClaimed, RunNotAdoptable, execute_flow_run, replay
 from ledgerflow.runtime.flows import Flow, flow
 from ledgerflow.runtime.futures import TaskFuture, TaskFutureList, as_completed, resolve_futures_to_states, wait
@@ -78,10 +80,12 @@ __all__ = [
     "Completed",
     "Crashed",
     "CrashedRun",
+    "Cron",
     "Fail",
     "Failed",
     "FailedRun",
     "Flow",
+    "Interval",
     "Late",
     "MappingLengthMismatch",
     "MappingMissingIterable",
@@ -90,11 +94,13 @@ __all__ = [
     "Paused",
     "PausedRun",
     "Pending",
+    "RRule",
     "ReplayError",
     "ReservedArgumentError",
     "Retrying",
     "RunAlreadyClaimed",
     "RunNotAdoptable",
+    "RunnerDeployment",
     "Running",
     "Scheduled",
     "State",
@@ -122,6 +128,8 @@ __all__ = [
     "quote",
     "replay",
     "resolve_futures_to_states",
+    "run_deployment",
+    "serve",
     "tags",
     "task",
     "task_input_hash",

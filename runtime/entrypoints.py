@@ -67,6 +67,8 @@ def entrypoint_of(fn: Any) -> Entrypoint | None:
 
 def load_entrypoint(entrypoint: str, working_dir: str | None = None) -> Any:
     """The object `entrypoint` names (`module:name` or `file.py:name`)."""
+    if "\x00" in entrypoint or (working_dir and "\x00" in working_dir):
+        raise EntrypointError("an entrypoint or working directory cannot contain a NUL character")
     target, sep, qualname = entrypoint.rpartition(":")
     if not sep or not target or not qualname:
         raise EntrypointError(f"entrypoint {entrypoint!r} must look like 'module:function' or 'file.py:function'")

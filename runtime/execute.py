@@ -25,7 +25,8 @@ from ledgerflow.events.runs import (
     propose_flow_run_state,
     read_flow_run,
 )
-from ledgerflow.events.states import StateType
+from ledgerflow.events.deployments import acquire_concurrency_slot, read_deployment
+from ledgerflow.events.states import TERMINAL, StateType
 from ledgerflow.events.transitions import RunState
 from ledgerflow.runtime import config
 from ledgerflow.runtime.entrypoints import EntrypointError, load_entrypoint
@@ -34,7 +35,7 @@ from ledgerflow.runtime.replays import ReplayError, ReplayOptions, plan_replay, 
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.states import State
 
-__all__ = ["ReplayError", "RunAlreadyClaimed", "RunNotAdoptable", "RunNotFound", "execute_flow_run", "replay"]
+__all__ = ["ReplayError", "RunAlreadyClaimed", "RunAwaitsConcurrency", "RunNotAdoptable", "RunNotFound", "execute_flow_run", "replay"]
 
 _CLAIMABLE = frozenset({"Scheduled", "Late"})
 """Requested runs waiting for an executor (AwaitingRetry is a live engine's own wait)."""
@@ -46,6 +47,10 @@ class RunNotAdoptable(Exception):
 
 class RunAlreadyClaimed(RunNotAdoptable):
     """Another executor claimed the run first."""
+
+
+class RunAwaitsConcurrency(RunNotAdoptable):
+    """Its deployment's concurrency limit is reached: the run stays waiting, untouched."""
 
 
 def execute_flow_run(
@@ -136,6 +141,8 @@ def _claim(runtime: config.Runtime, run_id: UUID, wait: bool, executor: str | No
         if state is None or state.name not in _CLAIMABLE:
             raise _lost_or_not_claimable(run_id, history, waiting_since)
         waiting_since = waiting_since or history.version
+        if state.scheduled_time is None or state.scheduled_time <= utcnow():
+            _hold_concurrency_slot(runtime, run_id, history)
         try:
             claimed = propose_flow_run_state(
                 runtime.log, run_id, "Pending", message=f"claimed by {who}", data={"executor": who}, actor="executor",
@@ -150,6 +157,31 @@ def _claim(runtime: config.Runtime, run_id: UUID, wait: bool, executor: str | No
         if claimed.stream_position != history.version + 1:
             history = read_flow_run(runtime.log, run_id)  # someone wrote between our read and the claim
         return history, claimed.stream_position
+
+
+def _hold_concurrency_slot(runtime: config.Runtime, run_id: UUID, history: FlowRunHistory) -> None:
+    """A run of a deployment with a concurrency limit takes a slot before it is claimed; when
+    every slot is held by a running run it is not claimed (RunAwaitsConcurrency)."""
+    deployment_id = _request_of(history).get("deployment_id")
+    if not deployment_id:
+        return
+    deployment = read_deployment(runtime.log, str(deployment_id))
+    limit = deployment.spec.concurrency_limit if deployment is not None else None
+    if limit is None:
+        return
+
+    def active(holder: str) -> bool:
+        try:
+            state = read_flow_run(runtime.log, holder).state
+        except RunNotFound:
+            return False
+        return state is not None and state.type not in TERMINAL
+
+    if not acquire_concurrency_slot(runtime.log, str(deployment_id), str(run_id), limit, active):
+        raise RunAwaitsConcurrency(
+            f"flow run {run_id} waits: deployment {deployment.name if deployment else deployment_id} already runs "
+            f"{limit} run(s), its concurrency limit"
+        )
 
 
 def _lost_or_not_claimable(run_id: UUID, history: FlowRunHistory, waiting_since: int | None) -> RunNotAdoptable:

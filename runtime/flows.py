@@ -98,6 +98,33 @@ class Flow(Generic[P, R]):
     def on_running(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         return self.hooks.add("on_running", hook)
 
+    # -- deployments (runtime/deployments.py, runtime/serving.py) -----------------------------
+
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """A deployment of this flow, not registered yet (`.apply()` registers it; `serve(...)`
+        serves it). Options as Prefect's: cron, interval, rrule, schedules, timezone,
+        parameters, tags, description, version, work_pool_name, work_queue_name,
+        concurrency_limit, paused."""
+        from ledgerflow.runtime.deployments import to_deployment
+
+        return to_deployment(self, name, **options)
+
+    def deploy(self, name: str, work_pool_name: str = "default", **options: Any) -> Any:
+        """Register a deployment of this flow with the configured log (store or server); its id.
+        The server's built-in runner executes runs of the `default` pool."""
+        from ledgerflow.runtime.deployments import to_deployment
+
+        return to_deployment(self, name, work_pool_name=work_pool_name, **options).apply().deployment.id
+
+    def serve(self, name: str, *, limit: int | None = None, **options: Any) -> None:
+        """Register a deployment of this flow, then schedule and execute its runs in this
+        process until interrupted (Ctrl-C, SIGTERM)."""
+        from ledgerflow.runtime.deployments import to_deployment
+        from ledgerflow.runtime.serving import serve
+
+        options.setdefault("work_pool_name", "serve")
+        serve(to_deployment(self, name, **options), limit=limit)
+
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         parameters = self.validated(args, kwargs)
         if self.is_async:

@@ -24,7 +24,7 @@ from multiprocessing.process import BaseProcess
 
 from ledgerflow.events.service import LoopService
 
-__all__ = ["ChildSettings", "RunLauncher"]
+__all__ = ["ChildSettings", "RunLauncher", "fork_server"]
 
 _log = logging.getLogger("ledgerflow.runner")
 _STOP_GRACE = 10.0
@@ -71,12 +71,13 @@ _context_lock = threading.Lock()
 _context: ForkServerContext | None = None
 
 
-def _fork_server() -> ForkServerContext:
+def fork_server() -> ForkServerContext:
+    """The fork server that starts run processes (ledgerflow already imported there)."""
     global _context
     with _context_lock:
         if _context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["ledgerflow.runtime.runner", "ledgerflow.runtime.execute"])
+            context.set_forkserver_preload(["ledgerflow.runtime.runner", "ledgerflow.runtime.execute", "ledgerflow.runtime.deployments"])
             _context = context
         return _context
 
@@ -126,7 +127,7 @@ class RunLauncher(LoopService):
                 break
             if run_id in self._running:
                 continue
-            process = _fork_server().Process(
+            process = fork_server().Process(
                 target=_execute_in_child, args=(run_id, self._settings), name=f"ledgerflow-run-{run_id}", daemon=False
             )
             process.start()

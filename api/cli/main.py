@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ledgerflow.api.cli import automations, control, events, keys, projections, runs, server
+from ledgerflow.api.cli import automations, control, deployments, events, keys, projections, runs, server
 
 __all__ = ["app", "main"]
 
@@ -26,6 +26,9 @@ app.command("stats")(runs.stats)
 app.add_typer(automations.automation_app, name="automation")
 app.add_typer(automations.block_app, name="block")
 app.add_typer(automations.engine_app, name="automations")
+app.add_typer(deployments.app, name="deployment")
+app.command("deploy")(deployments.deploy)
+app.add_typer(deployments.scheduler_app, name="scheduler")
 
 
 def main() -> None:

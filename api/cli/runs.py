@@ -20,6 +20,7 @@ from ledgerflow.api.cli.remote import remote_flow_runs
 from ledgerflow.api.cli.console import fail, out, table
 from ledgerflow.api.cli.context import opened_store
 from ledgerflow.events import EventStoreError, load_settings
+from ledgerflow.events.deployments import DeploymentError, deployment_id
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
 from ledgerflow.projections import queries
@@ -94,7 +95,7 @@ def ls(
     flow: Annotated[str | None, typer.Option("--flow", help="Only runs of this flow.")] = None,
     state: Annotated[str | None, typer.Option("--state", help="State type (FAILED) or name (Cached).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Runs with this tag (repeatable: all of them).")] = None,
-    deployment: Annotated[str | None, typer.Option("--deployment", help="Only runs of this deployment id.")] = None,
+    deployment: Annotated[str | None, typer.Option("--deployment", help="Only runs of this deployment (flow/name or id).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Created since: 30m, 12h, 7d or an ISO time.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs to show.")] = 20,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Continue from a previous page.")] = None,
@@ -102,6 +103,11 @@ def ls(
 ) -> None:
     """List flow runs, newest first."""
     start = parse_since(since) if since else None
+    if deployment is not None and "/" in deployment:
+        try:
+            deployment = str(deployment_id(deployment))
+        except DeploymentError as exc:
+            fail(str(exc))
     filters: dict[str, Any] = dict(
         flow_name=flow, state=state, tags=tag or (), deployment_id=deployment,
         since=start, sort="oldest" if oldest else "newest", limit=limit, cursor=cursor,

@@ -3,7 +3,8 @@
     ConcurrencyConflict -> 409      InvalidEvent, InvalidQuery -> 422
     RunStateConflict    -> 409      (the body of a 409 names stream, expected and actual)
     InvalidCursor       -> 400      RunNotFound               -> 404
-    RunNotReplayable    -> 422
+    RunNotReplayable    -> 422      DeploymentNotFound        -> 404
+    DeploymentError, ScheduleError -> 422
     StoreUnavailable    -> 503      CorruptEvent              -> 500
     AutomationNotFound, BlockNotFound -> 404    AutomationExists, BlockExists -> 409
     RuleError, BlockError             -> 422    DeliveryError                 -> 502
@@ -27,6 +28,7 @@ from ledgerflow.events import (
     InvalidEvent,
     StoreUnavailable,
 )
+from ledgerflow.events.deployments import DeploymentError, DeploymentNotFound
 from ledgerflow.events.runs import RunNotFound, RunStateConflict
 from ledgerflow.notifications.errors import (
     AutomationExists,
@@ -38,6 +40,7 @@ from ledgerflow.notifications.errors import (
     RuleError,
     SecretKeyError,
 )
+from ledgerflow.events.schedules import ScheduleError
 from ledgerflow.projections.errors import InvalidQuery
 from ledgerflow.runtime.replays import RunNotReplayable
 
@@ -49,6 +52,9 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidQuery, 422),
     (RunNotFound, 404),
     (RunNotReplayable, 422),
+    (DeploymentNotFound, 404),
+    (DeploymentError, 422),
+    (ScheduleError, 422),
     (StoreUnavailable, 503),
     (CorruptEvent, 500),
     (AutomationNotFound, 404),

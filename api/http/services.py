@@ -11,16 +11,30 @@ in `services()`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.http.state import ServerState
 from ledgerflow.events import EventStoreError, Settings
+from ledgerflow.events.model import utcnow
+from ledgerflow.events.runs import mark_late
 from ledgerflow.events.service import LoopService, Service
+from ledgerflow.events.store import EventStore
 from ledgerflow.projections import queries
 from ledgerflow.notifications.service import automation_service
 from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.runtime.runner import ChildSettings, RunLauncher
+from ledgerflow.runtime.scheduler import Scheduler, SchedulerSettings
 
-__all__ = ["BUILTIN_POOLS", "PROJECT_EVERY", "projection_service", "runner_service", "services"]
+__all__ = [
+    "BUILTIN_POOLS",
+    "PROJECT_EVERY",
+    "late_runs_service",
+    "projection_service",
+    "runner_service",
+    "scheduler_service",
+    "services",
+]
 
 BUILTIN_POOLS: tuple[str | None, ...] = ("default", None)
 """The work pools whose runs the server executes itself: `default`, and runs naming none."""
@@ -58,11 +72,46 @@ def runner_service(state: ServerState, api: ApiSettings, settings: Settings) -> 
     return RunLauncher(due, child, concurrency=api.runner_concurrency)
 
 
+def scheduler_service(store: EventStore, settings: Settings) -> LoopService:
+    """Materialises the next runs of every active schedule (runtime/scheduler.py)."""
+    scheduler = Scheduler(store, SchedulerSettings.of(settings), store=store)
+
+    def step() -> float | None:
+        try:
+            scheduler.tick()
+        except EventStoreError:
+            return _DATABASE_DOWN_PAUSE
+        return None
+
+    return LoopService("scheduler", step, settings.scheduler_interval_seconds)
+
+
+LATE_EVERY = 1.0
+
+
+def late_runs_service(read_model: ReadModel, settings: Settings) -> LoopService:
+    """Marks `Late` the requested runs still Scheduled `late_after_seconds` past their time."""
+    grace = timedelta(seconds=settings.late_after_seconds)
+
+    def step() -> float | None:
+        try:
+            for run_id, due in queries.late_flow_runs(read_model, before=utcnow() - grace):
+                mark_late(read_model.store, run_id, due)
+        except EventStoreError:
+            return _DATABASE_DOWN_PAUSE
+        return None
+
+    return LoopService("late-runs", step, LATE_EVERY)
+
+
 def services(state: ServerState, api: ApiSettings, settings: Settings) -> list[Service]:
     """The services to run, in start order: the feed first (requests use it), then the rest."""
     found: list[Service] = [state.hub]
     if api.run_projections:
         found.append(projection_service(state.read_model))
+    if api.run_scheduler:
+        found.append(scheduler_service(state.store, settings))
+        found.append(late_runs_service(state.read_model, settings))
     if api.run_runner:
         found.append(runner_service(state, api, settings))
     if api.run_automations:

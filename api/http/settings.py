@@ -42,6 +42,8 @@ class ApiSettings(BaseModel):
     """Keep the projections current with the log (the read model never catches up in a GET)."""
     run_runner: bool = True
     """Execute due requested runs of the default work pool (schedules, manual runs, replays)."""
+    run_scheduler: bool = True
+    """Materialise deployments' scheduled runs, and mark runs not started in time `Late`."""
     runner_concurrency: int = Field(default=8, ge=1, le=256)
     """Runs the built-in runner executes at once (`LEDGERFLOW_RUNNER_CONCURRENCY`)."""
     run_automations: bool = True

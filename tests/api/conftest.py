@@ -31,9 +31,10 @@ def local_client(app: FastAPI) -> TestClient:
 
 
 def api_settings(**api: object) -> ApiSettings:
-    """ApiSettings for a test server: the built-in runner only where a test turns it on (it
-    would race the test's own executors for the runs it requests)."""
-    return ApiSettings(**{"run_runner": False, **api})  # type: ignore[arg-type]
+    """ApiSettings for a test server: the built-in runner and the scheduler only where a test
+    turns them on (the runner would race the test's own executors for the runs it requests,
+    the late-run marker would write into runs a test counts the events of)."""
+    return ApiSettings(**{"run_runner": False, "run_scheduler": False, **api})  # type: ignore[arg-type]
 
 
 def settings_for(home: Path, store_url: str) -> Settings:

@@ -37,8 +37,10 @@ def state_of(client: TestClient) -> ServerState:
 def test_services_are_the_feed_and_the_configured_ones(client: TestClient) -> None:
     state = state_of(client)
     settings = load_settings({"LEDGERFLOW_HOME": "/nowhere"})
-    assert [s.name for s in services(state, ApiSettings(), settings)] == ["feed", "projections", "runner", "automations"]
-    quiet = ApiSettings(run_projections=False, run_runner=False, run_automations=False)
+    assert [s.name for s in services(state, ApiSettings(), settings)] == [
+        "feed", "projections", "scheduler", "late-runs", "runner", "automations",
+    ]
+    quiet = ApiSettings(run_projections=False, run_runner=False, run_automations=False, run_scheduler=False)
     assert [s.name for s in services(state, quiet, settings)] == ["feed"]
     assert [s.name for s in services(state, quiet.model_copy(update={"run_automations": True}), settings)] == ["feed", "automations"]
 

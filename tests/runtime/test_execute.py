@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def request(store: EventStore, entrypoint: str, working_dir: Path | str = REPO, **kwargs: object) -> str:
     scheduled = request_flow_run(
-        store, flow_name=entrypoint.rpartition(":")[2], entrypoint=entrypoint, working_dir=str(working_dir), **kwargs,  # type: ignore[arg-type]
+        store, flow_name=entrypoint.rpartition(":")[2], entrypoint=entrypoint, working_dir=str(working_dir), **kwargs,
     )
     return str(scheduled.data["flow_run_id"])
 

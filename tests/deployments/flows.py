@@ -1,0 +1,28 @@
+"""Flows the deployment tests deploy (entrypoint `tests/deployments/flows.py:<name>` from the repo)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ledgerflow import flow, run_deployment
+
+
+@flow
+def double(n: int, label: str = "x") -> int:
+    return n * 2
+
+
+@flow
+def slow(folder: str, seconds: float = 0.3) -> str:
+    """Records when it ran (start, end) in `folder`, to check how many ran at once."""
+    start = time.time()
+    time.sleep(seconds)
+    (Path(folder) / f"{start:.6f}").write_text(f"{start} {time.time()}")
+    return folder
+
+
+@flow
+def parent(n: int) -> int:
+    state = run_deployment("double/api", parameters={"n": n}, timeout=120)
+    return int(state.result()) + 1
