@@ -175,7 +175,7 @@ def build_spec(
     the parameters. Raises DeploymentError (InvalidParameters, a flow that cannot be loaded)."""
     from ledgerflow.runtime.flows import Flow
 
-    if "\x00" in entrypoint or "\x00" in (working_dir or ""):
+    if "\x00" in entrypoint or "\x00" in str(working_dir or ""):
         raise DeploymentError("an entrypoint or working directory cannot contain a NUL character")
     folder = str(Path(working_dir or Path.cwd()).resolve())
     entrypoint = entrypoint.removeprefix("./")
