@@ -37,12 +37,14 @@ STATE_NAMES: dict[str, StateType] = {
     "Scheduled": StateType.SCHEDULED,
     "Late": StateType.SCHEDULED,
     "AwaitingRetry": StateType.SCHEDULED,
+    "Resuming": StateType.SCHEDULED,
     "Pending": StateType.PENDING,
     "Running": StateType.RUNNING,
     "Retrying": StateType.RUNNING,
     "Completed": StateType.COMPLETED,
     "Cached": StateType.COMPLETED,
     "Reused": StateType.COMPLETED,
+    "RolledBack": StateType.COMPLETED,
     "Failed": StateType.FAILED,
     "TimedOut": StateType.FAILED,
     "Crashed": StateType.CRASHED,
@@ -52,7 +54,8 @@ STATE_NAMES: dict[str, StateType] = {
     "Suspended": StateType.PAUSED,
 }
 """Every state name the runtime writes, with its type. `Reused` marks a task result taken
-from the original run during a replay."""
+from the original run during a replay; `RolledBack` a completed task run whose transaction
+rolled back; `Resuming` a suspended flow run that was resumed and waits to be executed again."""
 
 
 def state_event_type(kind: str, name: str) -> str:

@@ -178,8 +178,9 @@ def get_run(rm: ReadModel, flow_run_id: str) -> RunDetail:
     )
 
 
-WAITING_TO_START = ("Scheduled", "Late")
-"""The states of requested runs an executor may claim (AwaitingRetry is a live engine's)."""
+WAITING_TO_START = ("Scheduled", "Late", "Resuming")
+"""The states of requested runs an executor may claim (AwaitingRetry is a live engine's;
+`Resuming` is a suspended run that was resumed)."""
 
 
 def due_flow_runs(

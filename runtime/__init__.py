@@ -16,6 +16,16 @@ from ledgerflow.runtime.execute import ReplayError, RunAlreadyClaimed, RunNotAdo
 from ledgerflow.runtime.flows import Flow, flow
 from ledgerflow.runtime.futures import TaskFuture, unmapped, wait
 from ledgerflow.runtime.logging import get_run_logger
+from ledgerflow.runtime.pausing import (
+    FlowPauseTimeout,
+    RunInput,
+    apause_flow_run,
+    aresume_flow_run,
+    asuspend_flow_run,
+    pause_flow_run,
+    resume_flow_run,
+    suspend_flow_run,
+)
 from ledgerflow.runtime.signals import Abort, CancelledRun, Fail, ParameterValidationError, Pause
 from ledgerflow.runtime.states import Cancelled, Completed, Crashed, Failed, State, StateType
 from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
@@ -30,16 +40,21 @@ __all__ = [
     "Fail",
     "Failed",
     "Flow",
+    "FlowPauseTimeout",
     "ParameterValidationError",
     "Pause",
     "ReplayError",
     "RunAlreadyClaimed",
+    "RunInput",
     "RunNotAdoptable",
     "State",
     "StateType",
     "Task",
     "TaskFuture",
     "ThreadPoolTaskRunner",
+    "apause_flow_run",
+    "aresume_flow_run",
+    "asuspend_flow_run",
     "create_link_artifact",
     "create_markdown_artifact",
     "create_progress_artifact",
@@ -49,7 +64,10 @@ __all__ = [
     "flow",
     "get_run_context",
     "get_run_logger",
+    "pause_flow_run",
     "replay",
+    "resume_flow_run",
+    "suspend_flow_run",
     "task",
     "task_input_hash",
     "unmapped",

@@ -62,10 +62,12 @@ class FlowRunControl:
 
     # -- the rule book --------------------------------------------------------------------
 
-    def propose(self, name: str, now: datetime, scheduled: datetime | None = None) -> Decision:
+    def propose(
+        self, name: str, now: datetime, scheduled: datetime | None = None, pause_expiration: datetime | None = None,
+    ) -> Decision:
         """Ask `decide` whether the run may move to `name`; on acceptance it has."""
         with self._lock:
-            proposed = RunState(STATE_NAMES[name], name, scheduled)
+            proposed = RunState(STATE_NAMES[name], name, scheduled, pause_expiration)
             decision = decide(self.state, proposed, now)
             if isinstance(decision, Accepted):
                 self.state = proposed

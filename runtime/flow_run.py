@@ -279,10 +279,11 @@ class FlowRun:
             raise error
         self.context.task_runner.shutdown()
         if isinstance(error, Pause):
-            self._transition("Paused", attempt=self.attempt, message=str(error))
+            name = getattr(error, "state_name", "Paused")  # suspend_flow_run() wrote Suspended already
+            self._transition(name, attempt=self.attempt, message=str(error))
             if self.parent_task is not None:
                 self.parent_task.failed(error)
-            return State(StateType.PAUSED, "Paused", str(error), flow_run_id=self.flow_run_id, exception=error)
+            return State(StateType.PAUSED, name, str(error), flow_run_id=self.flow_run_id, exception=error)
         name = "TimedOut" if isinstance(error, TaskTimeout) else "Failed"
         if self.attempt <= self.flow.retries and not isinstance(error, Abort):
             due = utcnow() + timedelta(seconds=self.flow.retry_delay_seconds)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ledgerflow.api.http.deps import ReadModelDep, StoreDep, require
 from ledgerflow.api.http.schemas import EventOut, event_json
 from ledgerflow.api.keys import Scope
-from ledgerflow.events.runs import cancel_flow_run
+from ledgerflow.events.runs import cancel_flow_run, resume_flow_run
 from ledgerflow.runtime.replays import ReplayOptions, plan_replay, request_replay
 from ledgerflow.projections import queries
 from ledgerflow.projections.models import (
@@ -110,6 +110,25 @@ class CancelRequest(BaseModel):
 def cancel(store: StoreDep, flow_run_id: RunId, body: CancelRequest | None = None) -> dict[str, object]:
     """Cancel the run: `Cancelled` if it has not started, else `Cancelling`."""
     return event_json(cancel_flow_run(store, flow_run_id, body.message if body else None))
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_input: dict[str, Any] | None = Field(default=None, description="The input the run waits for (its pause's schema)")
+
+
+@write_router.post(
+    "/{flow_run_id}/resume",
+    response_model=EventOut,
+    responses={404: {"description": "no such run"},
+               409: {"description": "not paused, or its pause expired (the run is Failed now)"},
+               422: {"description": "the input is missing, unexpected or does not fit the schema"}},
+)
+def resume(store: StoreDep, flow_run_id: RunId, body: ResumeRequest | None = None) -> dict[str, object]:
+    """Resume a paused run (`Running`: its flow goes on) or a suspended one (`Resuming`: the
+    server's runner executes it again, reusing its completed task results)."""
+    return event_json(resume_flow_run(store, flow_run_id, body.run_input if body else None, actor="api"))
 
 
 class ReplayRequest(BaseModel):
