@@ -36,6 +36,7 @@ from ledgerflow.runtime.rendering import error_info, error_message, json_safe, r
 from ledgerflow.runtime.replays import Prior
 from ledgerflow.runtime.signals import Abort, Fail, Pause
 from ledgerflow.runtime.states import State
+from ledgerflow.runtime.transactions import join_transaction
 
 __all__ = ["Task", "exponential_backoff", "task"]
 
@@ -102,6 +103,8 @@ class Task(Generic[P, R]):
         self.log_prints = log_prints
         self.on_completion_hooks = list(on_completion or [])
         self.on_failure_hooks = list(on_failure or [])
+        self.on_commit_hooks: list[Callable[..., Any]] = []
+        self.on_rollback_hooks: list[Callable[..., Any]] = []
         self.task_key = f"{fn.__module__}.{fn.__qualname__}"
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
@@ -124,10 +127,22 @@ class Task(Generic[P, R]):
             "log_prints": self.log_prints, "on_completion": self.on_completion_hooks,
             "on_failure": self.on_failure_hooks,
         }
-        return Task(self.fn, **{**current, **options})
+        clone = Task(self.fn, **{**current, **options})
+        clone.on_commit_hooks, clone.on_rollback_hooks = list(self.on_commit_hooks), list(self.on_rollback_hooks)
+        return clone
 
     def on_completion(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         self.on_completion_hooks.append(hook)
+        return hook
+
+    def on_commit(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """Run `hook(transaction)` when the transaction this task's run completed in commits."""
+        self.on_commit_hooks.append(hook)
+        return hook
+
+    def on_rollback(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """Run `hook(transaction)` when the transaction this task's run completed in rolls back."""
+        self.on_rollback_hooks.append(hook)
         return hook
 
     def on_failure(self, hook: Callable[..., Any]) -> Callable[..., Any]:
@@ -417,6 +432,7 @@ class TaskRun:
                 self.flow_run.runtime.cache.put(self.cache_key, str(self.task_run_id), result, self.task.cache_expiration)
         self._transition("Completed", **data)
         self._produced(value)
+        join_transaction(self, value)  # inside `with transaction():` it commits or rolls back with it
         return self._completed(value, "Completed")
 
     def failed(self, error: BaseException) -> State | float:
