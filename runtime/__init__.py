@@ -12,10 +12,12 @@ from ledgerflow.runtime.artifacts import (
 )
 from ledgerflow.runtime.cache import task_input_hash
 from ledgerflow.runtime.context import get_run_context
+from ledgerflow.runtime.custom_events import Event, emit_event
 from ledgerflow.runtime.execute import ReplayError, RunAlreadyClaimed, RunNotAdoptable, execute_flow_run, replay
 from ledgerflow.runtime.flows import Flow, flow
 from ledgerflow.runtime.futures import TaskFuture, unmapped, wait
 from ledgerflow.runtime.logging import get_run_logger
+from ledgerflow.runtime.process_pool import ProcessPoolTaskRunner
 from ledgerflow.runtime.pausing import (
     FlowPauseTimeout,
     RunInput,
@@ -47,12 +49,14 @@ __all__ = [
     "CommitMode",
     "Completed",
     "Crashed",
+    "Event",
     "Fail",
     "Failed",
     "Flow",
     "FlowPauseTimeout",
     "IsolationLevel",
     "ParameterValidationError",
+    "ProcessPoolTaskRunner",
     "Pause",
     "ReplayError",
     "RunAlreadyClaimed",
@@ -73,6 +77,7 @@ __all__ = [
     "create_markdown_artifact",
     "create_progress_artifact",
     "create_table_artifact",
+    "emit_event",
     "execute_flow_run",
     "exponential_backoff",
     "flow",

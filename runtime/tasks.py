@@ -35,6 +35,7 @@ from ledgerflow.runtime.logging import get_logger, run_logger
 from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
 from ledgerflow.runtime.replays import Prior
 from ledgerflow.runtime.signals import Abort, Fail, Pause
+from ledgerflow.runtime.process_pool import remote_runner
 from ledgerflow.runtime.states import State
 from ledgerflow.runtime.transactions import join_transaction
 
@@ -539,6 +540,9 @@ def run_sync(run: TaskRun) -> State:
 
 
 def _call_with_timeout(task_: Task[..., Any], parameters: dict[str, Any]) -> Any:
+    remote = remote_runner()
+    if remote is not None:  # a ProcessPoolTaskRunner: the call runs in a worker process
+        return remote.call(task_, parameters, task_.timeout_seconds)
     return call_with_timeout(task_.fn, parameters, task_.timeout_seconds, "task run")
 
 
@@ -574,7 +578,9 @@ async def run_async(run: TaskRun) -> State:
         run.running()
         token = task_run_var.set(run.context())
         try:
-            value = await run_cancellable(control, run.task.fn(**run.parameters), run.task.timeout_seconds)
+            remote = remote_runner()
+            call = remote.call_async(run.task, run.parameters) if remote is not None else run.task.fn(**run.parameters)
+            value = await run_cancellable(control, call, run.task.timeout_seconds)
         except BaseException as raised:  # noqa: BLE001 - every outcome is recorded
             task_run_var.reset(token)
             if isinstance(raised, asyncio.CancelledError) and control.stopping:
