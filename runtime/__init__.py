@@ -32,6 +32,7 @@ from ledgerflow.runtime.signals import Abort, CancelledRun, Fail, ParameterValid
 from ledgerflow.runtime.states import Cancelled, Completed, Crashed, Failed, State, StateType
 from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
 from ledgerflow.runtime.tasks import Task, exponential_backoff, task
+from ledgerflow.runtime.variables import Variable
 from ledgerflow.runtime.transactions import (
     CommitMode,
     IsolationLevel,
@@ -69,6 +70,7 @@ __all__ = [
     "ThreadPoolTaskRunner",
     "Transaction",
     "TransactionState",
+    "Variable",
     "apause_flow_run",
     "aresume_flow_run",
     "asuspend_flow_run",

@@ -38,6 +38,10 @@ class Runtime:
         self.results.close()
         if self.store is not None:
             self.store.close()
+        else:
+            close = getattr(self.log, "close", None)  # the API server's client: its connections
+            if close is not None:
+                close()
 
 
 _lock = threading.Lock()
