@@ -29,7 +29,7 @@ from ledgerflow.events.states import StateType
 from ledgerflow.events.transitions import RunState
 from ledgerflow.runtime import config
 from ledgerflow.runtime.entrypoints import EntrypointError, load_entrypoint
-from ledgerflow.runtime.flow_run import AdoptedRun, FlowRun
+from ledgerflow.runtime.flow_engine import AdoptedRun, FlowRun
 from ledgerflow.runtime.replays import ReplayError, ReplayOptions, ReplayPlan, plan_replay, request_replay, resume_plan
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.states import State

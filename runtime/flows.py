@@ -11,7 +11,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from pydantic import ConfigDict, ValidationError, create_model
 
 from ledgerflow.runtime.entrypoints import Entrypoint, entrypoint_of
-from ledgerflow.runtime.flow_run import FlowRun, reuse_subflow
+from ledgerflow.runtime.flow_engine import FlowRun, reuse_subflow
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
 
