@@ -33,6 +33,7 @@ from ledgerflow.projections.models import (
     LogPage,
     RunDetail,
     RunSnapshot,
+    TaskRun,
 )
 from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.projections.streams import (
@@ -50,6 +51,7 @@ __all__ = [
     "analytics",
     "due_flow_runs",
     "get_run",
+    "get_task_run",
     "lineage",
     "list_flow_runs",
     "run_artifacts",
@@ -176,6 +178,17 @@ def get_run(rm: ReadModel, flow_run_id: str) -> RunDetail:
         states=state_history(list(stream_events(rm.store, flow_run_id))),
         replays=list(replays),
     )
+
+
+def get_task_run(rm: ReadModel, task_run_id: str) -> TaskRun:
+    """One task run, by its id."""
+    rm.refresh()
+    with rm.reading("runs") as (conn, tables):
+        task_runs = tables["task_runs"]
+        row = conn.execute(select(task_runs).where(task_runs.c.key == task_run_id)).mappings().first()
+    if row is None:
+        raise RunNotFound(task_run_id)
+    return task_run_model(row)
 
 
 WAITING_TO_START = ("Scheduled", "Late", "Resuming")

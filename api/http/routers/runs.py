@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ledgerflow.api.http.deps import ReadModelDep, StoreDep, require
 from ledgerflow.api.http.schemas import EventOut, event_json
 from ledgerflow.api.keys import Scope
-from ledgerflow.events.runs import cancel_flow_run, resume_flow_run
+from ledgerflow.events.runs import RunNotDue, cancel_flow_run, propose_flow_run_state, resume_flow_run
+from ledgerflow.events.states import STATE_NAMES
+from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.runtime.replays import ReplayOptions, plan_replay, request_replay
 from ledgerflow.projections import queries
 from ledgerflow.projections.models import (
@@ -22,12 +24,14 @@ from ledgerflow.projections.models import (
     LogPage,
     RunDetail,
     RunSnapshot,
+    TaskRun,
 )
 
-__all__ = ["analytics_router", "router", "write_router"]
+__all__ = ["analytics_router", "router", "task_runs_router", "write_router"]
 
 router = APIRouter(prefix="/api/flow-runs", tags=["flow runs"], dependencies=[Depends(require(Scope.READ))])
 write_router = APIRouter(prefix="/api/flow-runs", tags=["flow runs"], dependencies=[Depends(require(Scope.WRITE))])
+task_runs_router = APIRouter(prefix="/api/task-runs", tags=["task runs"], dependencies=[Depends(require(Scope.READ))])
 analytics_router = APIRouter(prefix="/api/analytics", tags=["analytics"], dependencies=[Depends(require(Scope.READ))])
 
 RunId = Annotated[str, Path(min_length=1, max_length=100)]
@@ -94,6 +98,36 @@ def flow_run_as_of(
 ) -> RunSnapshot:
     """The run and its task runs as they were at a cursor or a time (give exactly one)."""
     return queries.run_as_of(rm, flow_run_id, cursor=cursor, at=time)
+
+
+@task_runs_router.get("/{task_run_id}", response_model=TaskRun)
+def get_task_run(rm: ReadModelDep, task_run_id: RunId) -> TaskRun:
+    """One task run, by its id."""
+    return queries.get_task_run(rm, task_run_id)
+
+
+class SetStateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=40, description=f"A state name: {', '.join(STATE_NAMES)}")
+    message: str | None = Field(default=None, max_length=1000)
+    force: bool = Field(default=False, description="Skip the rules (an operator's override)")
+
+
+@write_router.post(
+    "/{flow_run_id}/set-state",
+    response_model=EventOut,
+    responses={404: {"description": "no such run"},
+               409: {"description": "the rules refuse it (`until` set when it is only too early)"},
+               422: {"description": "unknown state name"}},
+)
+def set_state(store: StoreDep, flow_run_id: RunId, body: SetStateRequest) -> Any:
+    """Propose a state for the run; the rule book decides (unless `force`)."""
+    try:
+        event = propose_flow_run_state(store, flow_run_id, body.name, message=body.message, force=body.force, actor="api")
+    except RunNotDue as exc:
+        return OrjsonResponse({"detail": str(exc), "until": exc.until.isoformat()}, 409)
+    return event_json(event)
 
 
 class CancelRequest(BaseModel):
