@@ -40,6 +40,28 @@ from ledgerflow.runtime.states import State
 
 __all__ = [
     "DeploymentFilter",
+    "DeploymentFilterId",
+    "FlowFilterName",
+    "FlowRunFilterDeploymentId",
+    "FlowRunFilterEndTime",
+    "FlowRunFilterExpectedStartTime",
+    "FlowRunFilterId",
+    "FlowRunFilterName",
+    "FlowRunFilterParentTaskRunId",
+    "FlowRunFilterStartTime",
+    "FlowRunFilterState",
+    "FlowRunFilterStateName",
+    "FlowRunFilterStateType",
+    "FlowRunFilterTags",
+    "LogFilterFlowRunId",
+    "LogFilterLevel",
+    "LogFilterTaskRunId",
+    "LogFilterTimestamp",
+    "TaskRunFilterId",
+    "TaskRunFilterName",
+    "TaskRunFilterStartTime",
+    "TaskRunFilterState",
+    "TaskRunFilterTags",
     "DeploymentsUnavailable",
     "FlowFilter",
     "FlowRun",
@@ -320,6 +342,17 @@ class LogFilter(_Filter):
             self.flow_run_id is None or self.flow_run_id.accepts(log.flow_run_id),
             self.task_run_id is None or self.task_run_id.accepts(log.task_run_id),
         ))
+
+
+# Prefect's names for the parts of the filters (`prefect.client.schemas.filters`).
+FlowRunFilterId = FlowRunFilterDeploymentId = FlowRunFilterStateType = FlowRunFilterStateName = _AnyOf
+FlowRunFilterParentTaskRunId = DeploymentFilterId = TaskRunFilterId = LogFilterFlowRunId = LogFilterTaskRunId = _AnyOf
+FlowRunFilterName = FlowFilterName = TaskRunFilterName = _Name
+FlowRunFilterTags = TaskRunFilterTags = _Tags
+FlowRunFilterStartTime = FlowRunFilterEndTime = FlowRunFilterExpectedStartTime = _Time
+TaskRunFilterStartTime = LogFilterTimestamp = _Time
+FlowRunFilterState = TaskRunFilterState = _State
+LogFilterLevel = _Level
 
 
 class FlowRunSort(StrEnum):

@@ -219,7 +219,7 @@ def _invoke(module: str, qualname: str, parameters: dict[str, Any], info: _CallI
     setup_for_runs()
     stand_in = _InWorker(info)
     task_stub = found if hasattr(found, "fn") else SimpleNamespace(is_async=info.is_async, name=info.task_name)
-    context = TaskRunContext(task_stub, info.task_run, info.flow_run, cast(FlowRunContext, stand_in), info.log_prints)
+    context = TaskRunContext(cast(Any, task_stub), info.task_run, info.flow_run, cast(FlowRunContext, stand_in), info.log_prints)
     flow_token = flow_run_var.set(cast(FlowRunContext, stand_in))
     task_token = task_run_var.set(context)
     try:

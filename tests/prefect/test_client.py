@@ -15,11 +15,13 @@ from ledgerflow.api.http.app import create_app
 from ledgerflow.client import (
     DeploymentsUnavailable,
     FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
     FlowRunSort,
     LogFilter,
+    LogFilterFlowRunId,
     ObjectNotFound,
     SetStateStatus,
-    TaskRunFilter,
 )
 from ledgerflow.events import EventStore
 from ledgerflow.events.runs import request_flow_run
@@ -41,7 +43,8 @@ def explode() -> None:
 
 @flow
 def adder(x: int) -> int:
-    return add(x, 1)
+    total: int = add(x, 1)
+    return total
 
 
 @flow
@@ -59,13 +62,13 @@ def _scripted(done: list[str], failed: str, waiting: str) -> None:
     """What users script, against whatever get_client() talks to."""
     with get_client(sync_client=True) as client:
         completed = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(state={"type": {"any_": ["COMPLETED"]}}),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["COMPLETED"]))),
             sort=FlowRunSort.END_TIME_DESC, limit=3,
         )
         assert sorted(str(r.id) for r in completed) == sorted(done)
         assert all(run.state is not None and run.state.is_completed() for run in completed)
         end_times = [run.end_time for run in completed]
-        assert end_times == sorted(end_times, reverse=True)  # type: ignore[type-var]
+        assert end_times == sorted((t for t in end_times if t is not None), reverse=True)
 
         by_name = client.read_flow_runs(flow_filter={"name": {"any_": ["failing", "adder"]}},
                                         flow_run_filter={"state": {"name": {"any_": ["Failed", "Completed"]}}})
@@ -79,11 +82,11 @@ def _scripted(done: list[str], failed: str, waiting: str) -> None:
 
         tasks = client.read_task_runs(flow_run_filter={"id": {"any_": [failed]}})
         assert [(t.task_name, t.state_name) for t in tasks] == [("explode", "Failed")]
-        failed_tasks = client.read_task_runs(task_run_filter=TaskRunFilter(state={"type": {"any_": ["FAILED"]}}))
+        failed_tasks = client.read_task_runs(task_run_filter={"state": {"type": {"any_": ["FAILED"]}}})
         assert [t.id for t in failed_tasks] == [t.id for t in tasks]
         assert client.read_task_run(tasks[0].id).error == "ValueError: boom"
 
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [done[1]]}))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[done[1]])))
         assert any(log.message == "adding 1 and 1" for log in logs)
         errors = client.read_logs(log_filter={"level": {"ge_": 40}})
         assert errors and all(log.level >= 40 for log in errors)

@@ -32,7 +32,8 @@ def ship(order_id: str) -> str:
 @flow
 def fulfil(order_id: str) -> str:
     emit_event(event="order.packed", resource={"ledgerflow.resource.id": f"acme.order.{order_id}"})
-    return ship(order_id)
+    shipped: str = ship(order_id)
+    return shipped
 
 
 def test_an_event_outside_a_run_goes_to_its_resource_stream(runs: EventStore) -> None:

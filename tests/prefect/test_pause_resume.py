@@ -97,8 +97,8 @@ def foo() -> int:
 
 @flow(persist_result=True)
 def noblock_pausing() -> int:
-    x = foo()
-    approval = suspend_flow_run(wait_for_input=UserNameInput, timeout=3600)
+    x: int = foo()
+    approval: UserNameInput = suspend_flow_run(wait_for_input=UserNameInput, timeout=3600)
     return x + len(approval.name)
 
 

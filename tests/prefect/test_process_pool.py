@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def parallel(numbers: list[int]) -> list[tuple[int, int]]:
 
 
 @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
-def mixed(marker: str) -> tuple[tuple[int, int], str]:
+def mixed(marker: str) -> tuple[Any, str]:
     reports.submit().result()
     return async_double.submit(21).result(), flaky.submit(marker).result()
 
@@ -87,7 +88,7 @@ def test_a_task_a_worker_cannot_import_fails_with_the_reason(runs: EventStore) -
 
     @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
     def uses_a_local_task() -> int:
-        return local_task.submit().result()  # type: ignore[no-any-return]
+        return local_task.submit().result()
 
     state = uses_a_local_task(return_state=True)
     assert state.is_failed()
