@@ -282,18 +282,15 @@ def suspend_flow_run(
     actor: str = "api",
     now: datetime | None = None,
 ) -> StoredEvent:
-    """Suspend a run from outside that has not started running (Scheduled, Pending): it is
-    `Suspended` until `resume_flow_run`, then executed as usual. A run that is Running lives in
-    another process: suspend it from inside (`suspend_flow_run()` in the flow) or cancel it.
+    """Suspend a run from outside: `Suspended` until `resume_flow_run`, then executed again
+    (reusing the task results it completed). A running run's engine hears of it like of a
+    cancel: it starts no more task runs, lets running sync ones finish, and its process ends.
+    A subflow run cannot be suspended on its own (suspend the run that called it).
     """
     run_id = str(flow_run_id)
     history = read_flow_run(log, run_id)
-    state = history.state
-    if state is not None and state.type in (StateType.RUNNING, StateType.CANCELLING):
-        raise RunStateConflict(
-            f"flow run {run_id} is {state.name} in another process: suspend it from inside the flow "
-            "(suspend_flow_run()), or cancel it"
-        )
+    if history.created.get("parent_flow_run_id"):
+        raise RunStateConflict(f"flow run {run_id} is a subflow run: suspend the flow run that called it")
     moment = now or utcnow()
     data: dict[str, Any] = {"pause_key": key or str(new_id()), "pause_reschedule": True}
     if timeout is not None:

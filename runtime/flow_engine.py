@@ -308,6 +308,11 @@ class FlowRun:
                 task_run.cancelled()
         reason = self.control.reason or (self.control.parent.reason if self.control.parent else None)
         message = reason or (error_message(error) if error is not None and not isinstance(error, FlowRunCancelled) else "cancelled")
+        suspended = self.control.state
+        if suspended is not None and suspended.type == StateType.PAUSED:
+            # Suspended from outside: the process ends here; resumed, the run is executed again.
+            run_logger(self.context).warning("Flow run suspended: %s", message)
+            return State(StateType.PAUSED, suspended.name, message, flow_run_id=self.flow_run_id)
         self._transition("Cancelled", attempt=max(self.attempt, 1), message=message)
         logged = self.control.state
         name = logged.name if logged is not None and logged.type in TERMINAL and logged.name != "Cancelled" else "Cancelled"

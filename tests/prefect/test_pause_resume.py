@@ -29,7 +29,7 @@ from ledgerflow.events.runs import InvalidRunInput, PauseExpired, RunStateConfli
 from ledgerflow.events.transitions import Accepted, Rejected, RunState, decide
 from ledgerflow.projections import ReadModel
 from ledgerflow.projections.queries import get_run, list_flow_runs
-from ledgerflow.runtime import execute_flow_run
+from ledgerflow.runtime import RunNotAdoptable, config, execute_flow_run
 from tests.api.conftest import api_settings, local_client, settings_for
 from tests.prefect.conftest import run_events, types_of, wait_until
 
@@ -325,3 +325,54 @@ def test_pause_and_suspend_need_a_flow_run() -> None:
         pause_flow_run(timeout=1)
     with pytest.raises(RuntimeError, match="within a flow run"):
         suspend_flow_run()
+
+
+GATE = threading.Event()
+
+
+@task(persist_result=True)
+def slow_step() -> str:
+    CALLS.append("slow")
+    GATE.wait(60)
+    return "slow done"
+
+
+@task(persist_result=True)
+def last_step(previous: str) -> str:
+    CALLS.append("last")
+    return previous + ", last done"
+
+
+@flow(persist_result=True)
+def long_job() -> str:
+    done: str = last_step(slow_step())
+    return done
+
+
+def test_suspending_a_running_run_from_outside_stops_it_until_resumed(runs: EventStore) -> None:
+    CALLS.clear()
+    GATE.clear()
+    thread, outcome = _start(long_job)
+    found: list[str] = []
+
+    def started() -> bool:
+        found[:] = [e.data["flow_run_id"] for e in runs.read_all(types=["task-run.Running"])
+                    if runs.read_stream(e.stream, limit=1)[0].data["flow_name"] == "long-job"]
+        return bool(found)
+
+    wait_until(started)
+    run_id = found[0]
+    suspend_flow_run(flow_run_id=run_id, timeout=None)
+    config.current().watcher.poll()  # the engine hears of it now rather than at the watcher's next tick
+    GATE.set()  # the running task finishes its call; nothing starts after it
+    thread.join(60)
+    state = outcome["state"]
+    assert state.is_paused() and state.name == "Suspended"
+    assert CALLS == ["slow"]
+    assert types_of(runs, run_id, "flow-run.")[-1] == "flow-run.Suspended"
+    with pytest.raises(RunNotAdoptable, match="is Suspended"):
+        execute_flow_run(run_id)  # not resumed yet
+
+    resume_flow_run(run_id)
+    assert execute_flow_run(run_id).result() == "slow done, last done"
+    assert CALLS == ["slow", "last"]  # the completed slow_step was reused
