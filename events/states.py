@@ -39,6 +39,7 @@ STATE_NAMES: dict[str, StateType] = {
     "AwaitingRetry": StateType.SCHEDULED,
     "Resuming": StateType.SCHEDULED,
     "Pending": StateType.PENDING,
+    "NotReady": StateType.PENDING,
     "Running": StateType.RUNNING,
     "Retrying": StateType.RUNNING,
     "Completed": StateType.COMPLETED,
@@ -54,8 +55,9 @@ STATE_NAMES: dict[str, StateType] = {
     "Suspended": StateType.PAUSED,
 }
 """Every state name the runtime writes, with its type. `Reused` marks a task result taken
-from the original run during a replay; `RolledBack` a completed task run whose transaction
-rolled back; `Resuming` a suspended flow run that was resumed and waits to be executed again."""
+from the original run during a replay; `NotReady` a task run that did not start because an
+upstream run did not complete; `RolledBack` a completed task run whose transaction rolled back;
+`Resuming` a suspended flow run that was resumed and waits to be executed again."""
 
 
 def state_event_type(kind: str, name: str) -> str:

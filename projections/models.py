@@ -22,6 +22,8 @@ __all__ = [
     "LogLine",
     "LogPage",
     "RunDetail",
+    "RunHistory",
+    "RunHistoryPeriod",
     "RunSnapshot",
     "StateRecord",
     "TaskRun",
@@ -164,6 +166,12 @@ class AnalyticsPeriod(_Result):
     completed: int
     failed: int
     crashed: int
+    cancelled: int = 0
+    success_rate: float | None = None
+    """completed / (completed + failed + crashed) in this period; None when none finished."""
+    p50: float | None = None
+    p95: float | None = None
+    """Duration percentiles (seconds) of the runs that finished in this period."""
 
 
 class AnalyticsGroup(_Result):
@@ -188,6 +196,21 @@ class AnalyticsReport(_Result):
     until: datetime
     grain: Literal["hour", "day"]
     groups: list[AnalyticsGroup]
+
+
+class RunHistoryPeriod(_Result):
+    start: datetime
+    counts: dict[str, int]
+    """Flow runs created in the period by their current state type (`COMPLETED`, `FAILED`,
+    ...; `NONE` for runs that have no state yet)."""
+
+
+class RunHistory(_Result):
+    since: datetime
+    until: datetime
+    grain: Literal["minute", "hour", "day"]
+    periods: list[RunHistoryPeriod]
+    """Only periods that have runs, oldest first."""
 
 
 class RunSnapshot(_Result):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
 
 from ledgerflow.events import Cursor, InvalidCursor
 from ledgerflow.events.states import STATE_NAMES, StateType
@@ -32,9 +32,12 @@ from ledgerflow.projections.models import (
     LineageNode,
     LogPage,
     RunDetail,
+    RunHistory,
+    RunHistoryPeriod,
     RunSnapshot,
     TaskRun,
 )
+from ledgerflow.projections.periods import period_index, period_start as index_start
 from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.projections.streams import (
     artifacts,
@@ -54,13 +57,17 @@ __all__ = [
     "get_task_run",
     "lineage",
     "list_flow_runs",
+    "projection_cursor",
     "run_artifacts",
     "run_as_of",
+    "run_history",
     "run_logs",
 ]
 
 
 MAX_PAGE = 500
+MAX_PERIODS = 2000
+GRAIN_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 def _encode_cursor(created: datetime, key: str) -> str:
@@ -114,11 +121,10 @@ def list_flow_runs(
         )
 
 
-def _list_flow_runs(
-    conn: Connection, runs: Table, *, flow_name: str | None, state: StateType | str | None,
-    tags: Sequence[str], deployment_id: str | None, since: datetime | None,
-    until: datetime | None, newest: bool, limit: int, cursor: str | None,
-) -> FlowRunPage:
+def _run_conditions(
+    runs: Table, *, flow_name: str | None, state: StateType | str | None, tags: Sequence[str],
+    deployment_id: str | None, since: datetime | None, until: datetime | None,
+) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if flow_name is not None:
         conditions.append(runs.c.flow_name == flow_name)
@@ -139,6 +145,17 @@ def _list_flow_runs(
         conditions.append(runs.c.created >= _aware(since, "since"))
     if until is not None:
         conditions.append(runs.c.created < _aware(until, "until"))
+    return conditions
+
+
+def _list_flow_runs(
+    conn: Connection, runs: Table, *, flow_name: str | None, state: StateType | str | None,
+    tags: Sequence[str], deployment_id: str | None, since: datetime | None,
+    until: datetime | None, newest: bool, limit: int, cursor: str | None,
+) -> FlowRunPage:
+    conditions = _run_conditions(
+        runs, flow_name=flow_name, state=state, tags=tags, deployment_id=deployment_id, since=since, until=until,
+    )
     if cursor is not None:
         created, key = _decode_cursor(cursor)
         if newest:
@@ -154,6 +171,62 @@ def _list_flow_runs(
         items=[flow_run_model(row) for row in rows],
         next_cursor=_encode_cursor(rows[-1]["created"], rows[-1]["key"]) if more else None,
     )
+
+
+def run_history(
+    rm: ReadModel,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    grain: Literal["minute", "hour", "day"] = "hour",
+    flow_name: str | None = None,
+    state: StateType | str | None = None,
+    tags: Sequence[str] = (),
+    deployment_id: str | None = None,
+) -> RunHistory:
+    """Flow runs created per period of `grain` (UTC) in [since, until), counted by their
+    current state type, with the filters of `list_flow_runs`."""
+    seconds = GRAIN_SECONDS.get(grain)
+    if seconds is None:
+        raise InvalidQuery(f"grain must be minute, hour or day, not {grain!r}")
+    since = _aware(since, "since")
+    until = _aware(until, "until") if until is not None else datetime.now(UTC)
+    if since >= until:
+        raise InvalidQuery("since must be before until")
+    periods = (until - since).total_seconds() / seconds
+    if periods > MAX_PERIODS:
+        raise InvalidQuery(
+            f"{periods:,.0f} periods of a {grain} is too many (at most {MAX_PERIODS}): use a coarser grain or a shorter range"
+        )
+    rm.refresh()
+    with rm.reading("runs") as (conn, tables):
+        runs = tables["flow_runs"]
+        conditions = _run_conditions(
+            runs, flow_name=flow_name, state=state, tags=tags, deployment_id=deployment_id, since=since, until=until,
+        )
+        index = period_index(runs.c.created, seconds).label("period")
+        query = (
+            select(index, runs.c.state_type, func.count().label("runs"))
+            .where(*conditions)
+            .group_by(index, runs.c.state_type)
+        )
+        counted = conn.execute(query).all()
+    by_period: dict[int, dict[str, int]] = {}
+    for period, state_type, count in counted:
+        by_period.setdefault(int(period), {})[state_type or "NONE"] = int(count)
+    return RunHistory(
+        since=since, until=until, grain=grain,
+        periods=[RunHistoryPeriod(start=index_start(p, seconds), counts=by_period[p]) for p in sorted(by_period)],
+    )
+
+
+def projection_cursor(rm: ReadModel, projection: str) -> str:
+    """The log cursor projection `projection` reflects: a live view built from its tables goes
+    on with the events after it (re-applying one it already reflects changes nothing)."""
+    checkpoint = rm.runner.checkpoints().get(projection)
+    if checkpoint is None:
+        raise InvalidQuery(f"no projection named {projection!r}")
+    return str(checkpoint.cursor)
 
 
 def get_run(rm: ReadModel, flow_run_id: str) -> RunDetail:
@@ -364,13 +437,20 @@ def analytics(
             dimension=dimension, value=name, **totals,
             success_rate=totals["completed"] / finished if finished else None,
             p50=percentile(histogram, 50, top), p95=percentile(histogram, 95, top), max=top,
-            periods=[
-                AnalyticsPeriod(start=p.period, runs=p.runs, completed=p.completed, failed=p.failed, crashed=p.crashed)
-                for p in periods
-            ],
+            periods=[_period(p) for p in periods],
         ))
     groups.sort(key=lambda g: (-g.runs, g.value))
     return AnalyticsReport(since=since, until=until, grain=grain, groups=groups)
+
+
+def _period(row: Any) -> AnalyticsPeriod:
+    finished = row.completed + row.failed + row.crashed
+    histogram = merge_histograms([orjson.loads(row.hist)])
+    return AnalyticsPeriod(
+        start=row.period, runs=row.runs, completed=row.completed, failed=row.failed, crashed=row.crashed,
+        cancelled=row.cancelled, success_rate=row.completed / finished if finished else None,
+        p50=percentile(histogram, 50, row.max_duration), p95=percentile(histogram, 95, row.max_duration),
+    )
 
 
 def run_as_of(

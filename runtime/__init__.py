@@ -1,8 +1,10 @@
-"""The SDK users import: `from ledgerflow import flow, task, get_run_logger, ...` (re-exported by the `ledgerflow` package).
+"""The SDK users import: `from ledgerflow import flow, task, get_run_logger, ...` (re-exported by
+the `ledgerflow` package). Names follow Prefect 3's, so a migrating user changes one import.
 
 Imports `events` only; never `projections`, `notifications` or `api`.
 """
 
+from ledgerflow.runtime.annotations import allow_failure, opaque, quote, unmapped
 from ledgerflow.runtime.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
@@ -10,14 +12,55 @@ from ledgerflow.runtime.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from ledgerflow.runtime.cache import task_input_hash
-from ledgerflow.runtime.context import get_run_context
-from ledgerflow.runtime.custom_events import Event, emit_event
+from ledgerflow.runtime.cache import (
+    DEFAULT,
+    FLOW_PARAMETERS,
+    INPUTS,
+    NO_CACHE,
+    RUN_ID,
+    TASK_SOURCE,
+    CachePolicy,
+    task_input_hash,
+)
+from ledgerflow.runtime.context import get_run_context, tags
 from ledgerflow.runtime.execute import ReplayError, RunAlreadyClaimed, RunNotAdoptable, execute_flow_run, replay
 from ledgerflow.runtime.flows import Flow, flow
-from ledgerflow.runtime.futures import TaskFuture, unmapped, wait
-from ledgerflow.runtime.logging import get_run_logger
-from ledgerflow.runtime.process_pool import ProcessPoolTaskRunner
+from ledgerflow.runtime.futures import TaskFuture, TaskFutureList, as_completed, resolve_futures_to_states, wait
+from ledgerflow.runtime.logging import flow_run_logger, get_run_logger, task_run_logger
+from ledgerflow.runtime.signals import (
+    Abort,
+    CancelledRun,
+    CrashedRun,
+    Fail,
+    FailedRun,
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    ParameterValidationError,
+    Pause,
+    PausedRun,
+    ReservedArgumentError,
+    UnfinishedRun,
+    UpstreamTaskError,
+)
+from ledgerflow.runtime.states import (
+    AwaitingRetry,
+    Cancelled,
+    Cancelling,
+    Completed,
+    Crashed,
+    Failed,
+    Late,
+    Paused,
+    Pending,
+    Retrying,
+    Running,
+    Scheduled,
+    State,
+    StateType,
+    Suspended,
+)
+from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
+from ledgerflow.runtime.custom_events import Event, emit_event
 from ledgerflow.runtime.pausing import (
     FlowPauseTimeout,
     RunInput,
@@ -28,11 +71,7 @@ from ledgerflow.runtime.pausing import (
     resume_flow_run,
     suspend_flow_run,
 )
-from ledgerflow.runtime.signals import Abort, CancelledRun, Fail, ParameterValidationError, Pause
-from ledgerflow.runtime.states import Cancelled, Completed, Crashed, Failed, State, StateType
-from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
-from ledgerflow.runtime.tasks import Task, exponential_backoff, task
-from ledgerflow.runtime.variables import Variable
+from ledgerflow.runtime.process_pool import ProcessPoolTaskRunner
 from ledgerflow.runtime.transactions import (
     CommitMode,
     IsolationLevel,
@@ -42,37 +81,66 @@ from ledgerflow.runtime.transactions import (
     get_transaction,
     transaction,
 )
+from ledgerflow.runtime.variables import Variable
+from ledgerflow.runtime.tasks import Task, exponential_backoff, task
 
 __all__ = [
+    "DEFAULT",
+    "FLOW_PARAMETERS",
+    "INPUTS",
+    "NO_CACHE",
+    "RUN_ID",
+    "TASK_SOURCE",
     "Abort",
+    "AwaitingRetry",
+    "CachePolicy",
     "Cancelled",
     "CancelledRun",
+    "Cancelling",
     "CommitMode",
     "Completed",
     "Crashed",
+    "CrashedRun",
     "Event",
     "Fail",
     "Failed",
+    "FailedRun",
     "Flow",
     "FlowPauseTimeout",
     "IsolationLevel",
+    "Late",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
     "ParameterValidationError",
-    "ProcessPoolTaskRunner",
     "Pause",
+    "Paused",
+    "PausedRun",
+    "Pending",
+    "ProcessPoolTaskRunner",
     "ReplayError",
+    "ReservedArgumentError",
+    "Retrying",
     "RunAlreadyClaimed",
     "RunInput",
     "RunNotAdoptable",
+    "Running",
+    "Scheduled",
     "State",
     "StateType",
+    "Suspended",
     "Task",
     "TaskFuture",
+    "TaskFutureList",
     "ThreadPoolTaskRunner",
     "Transaction",
     "TransactionState",
+    "UnfinishedRun",
+    "UpstreamTaskError",
     "Variable",
+    "allow_failure",
     "apause_flow_run",
     "aresume_flow_run",
+    "as_completed",
     "asuspend_flow_run",
     "atransaction",
     "create_link_artifact",
@@ -83,15 +151,21 @@ __all__ = [
     "execute_flow_run",
     "exponential_backoff",
     "flow",
+    "flow_run_logger",
     "get_run_context",
     "get_run_logger",
     "get_transaction",
+    "opaque",
     "pause_flow_run",
+    "quote",
     "replay",
+    "resolve_futures_to_states",
     "resume_flow_run",
     "suspend_flow_run",
+    "tags",
     "task",
     "task_input_hash",
+    "task_run_logger",
     "transaction",
     "unmapped",
     "update_progress_artifact",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,6 +12,7 @@ from uuid import UUID
 
 from ledgerflow.events import EventMeta, NewEvent
 from ledgerflow.events.model import new_id, trusted, utcnow
+from ledgerflow.runtime.cache import RunCache
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -19,9 +22,18 @@ if TYPE_CHECKING:
     from ledgerflow.runtime.flows import Flow
     from ledgerflow.runtime.replays import ReplayPlan
     from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
-    from ledgerflow.runtime.tasks import Task, TaskRun
+    from ledgerflow.runtime.task_engine import TaskRun
+    from ledgerflow.runtime.tasks import Task
 
-__all__ = ["FlowRunContext", "MissingContextError", "RunInfo", "TaskRunContext", "get_run_context"]
+__all__ = [
+    "FlowRunContext",
+    "MissingContextError",
+    "RunInfo",
+    "TaskRunContext",
+    "current_tags",
+    "get_run_context",
+    "tags",
+]
 
 
 class MissingContextError(RuntimeError):
@@ -50,6 +62,8 @@ class FlowRunContext:
     control: FlowRunControl
     replay: ReplayPlan | None = None
     """Set when this run replays another: what its task calls may reuse."""
+    run_cache: RunCache = field(default_factory=RunCache)
+    """Cache keys that name this run (the DEFAULT cache policy's), kept in memory."""
     occurrences: Counter[str] = field(default_factory=Counter)
     submitted: list[tuple[TaskRun, Future[Any]]] = field(default_factory=list)
     """Task runs handed to the task runner, so a crashing flow can account for those not started."""
@@ -96,3 +110,21 @@ def get_run_context() -> TaskRunContext | FlowRunContext:
         return flow
     raise MissingContextError("get_run_context() was called outside a flow or task run")
 
+
+
+_tags: ContextVar[frozenset[str]] = ContextVar("ledgerflow_tags", default=frozenset())
+
+
+def current_tags() -> frozenset[str]:
+    """The tags `with tags(...)` blocks around the current code add to runs created in them."""
+    return _tags.get()
+
+
+@contextmanager
+def tags(*names: str) -> Iterator[frozenset[str]]:
+    """Add tags to every flow run and task run created inside the block (Prefect's `tags`)."""
+    token = _tags.set(_tags.get() | frozenset(names))
+    try:
+        yield _tags.get()
+    finally:
+        _tags.reset(token)

@@ -20,7 +20,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -31,16 +31,18 @@ from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
 from ledgerflow.events.transitions import Accepted, Delayed, RunState, admissible, fold
 from ledgerflow.runtime import config
-from ledgerflow.runtime.context import FlowRunContext, RunInfo, flow_run_var, task_run_var
+from ledgerflow.runtime.context import FlowRunContext, RunInfo, current_tags, flow_run_var, task_run_var
 from ledgerflow.runtime.control import FlowRunCancelled, FlowRunControl, run_cancellable
-from ledgerflow.runtime.futures import TaskFuture
+from ledgerflow.runtime.futures import resolve_futures_to_states
 from ledgerflow.runtime.hashing import hash_inputs
+from ledgerflow.runtime.hooks import run_hooks
 from ledgerflow.runtime.logging import get_logger, run_logger, setup_for_runs
 from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
 from ledgerflow.runtime.replays import ReplayPlan, plan_replay
 from ledgerflow.runtime.signals import Abort, Pause
-from ledgerflow.runtime.states import State
-from ledgerflow.runtime.tasks import Task, TaskRun, TaskTimeout, call_with_timeout
+from ledgerflow.runtime.states import State, is_state_iterable, log_name
+from ledgerflow.runtime.task_engine import TaskRun, TaskTimeout, call_with_timeout
+from ledgerflow.runtime.tasks import Task
 
 if TYPE_CHECKING:
     from ledgerflow.runtime.flows import Flow
@@ -85,11 +87,12 @@ class FlowRun:
         else:
             root = self.parent.meta.correlation_id if self.parent else self.flow_run_id
         log_prints = flow_.log_prints if flow_.log_prints is not None else bool(self.parent and self.parent.log_prints)
+        self.tags = tuple(sorted(set(flow_.tags) | current_tags())) if current_tags() else flow_.tags
         stream = flow_run_stream(self.flow_run_id)
         self.control = FlowRunControl(stream, adopted.state if adopted else None, self.parent.control if self.parent else None)
         self.context = FlowRunContext(
             flow=flow_,
-            flow_run=RunInfo(self.flow_run_id, self.name, parameters, flow_.tags),
+            flow_run=RunInfo(self.flow_run_id, self.name, parameters, self.tags),
             stream=stream,
             runtime=self.runtime,
             task_runner=flow_.task_runner.fresh(),
@@ -112,7 +115,7 @@ class FlowRun:
             "flow_name": self.flow.name,
             "run_name": self.name,
             "parameters": json_safe(self.parameters),
-            "tags": list(self.flow.tags),
+            "tags": list(self.tags),
             "root_flow_run_id": str(root),
         }
         located = self.flow.entrypoint
@@ -196,29 +199,27 @@ class FlowRun:
             if not self._running():
                 return self._stopped(None)
             try:
-                value = self._call_sync()
-                value = self._settle(value)
+                final = self._settle(self._call_sync())
             except BaseException as error:  # noqa: BLE001 - every outcome is recorded
                 outcome = self._failed(error)
                 if isinstance(outcome, State):
                     return outcome
                 self.control.wait(outcome)
                 continue
-            return self._succeeded(value)
+            return self._finish(final)
 
     async def drive_async(self) -> State:
         while True:
             if not self._running():
                 return self._stopped(None)
             try:
-                value = await run_cancellable(self.control, self.flow.fn(**self.parameters), self.flow.timeout_seconds)
-                value = self._settle(value)
+                final = self._settle(await run_cancellable(self.control, self._call_async(), self.flow.timeout_seconds))
             except BaseException as raised:  # noqa: BLE001 - every outcome is recorded
                 error = raised
                 if isinstance(raised, TimeoutError) and self.flow.timeout_seconds is not None:
                     error = TaskTimeout(f"flow run exceeded its timeout of {self.flow.timeout_seconds} seconds")
             else:
-                return self._succeeded(value)
+                return self._finish(final)
             if self.control.stopping:
                 await _let_cancelled_work_end(self.control)
             outcome = self._failed(error)
@@ -231,35 +232,74 @@ class FlowRun:
         if self.control.stopping:
             return False
         self.attempt += 1
-        return self._transition("Running", attempt=self.attempt)
+        name = "Running" if self.attempt == 1 else "Retrying"
+        if not self._transition(name, attempt=self.attempt):
+            return False
+        self._hooks("on_running", State(StateType.RUNNING, name, flow_run_id=self.flow_run_id))
+        return True
 
     def _call_sync(self) -> Any:
-        return call_with_timeout(self.flow.fn, self.parameters, self.flow.timeout_seconds, "flow run")
+        args, kwargs = self.flow.call_arguments(self.parameters)
+        return call_with_timeout(self.flow.fn, args, kwargs, self.flow.timeout_seconds, "flow run")
 
-    def _settle(self, value: Any) -> Any:
-        """Wait for submitted task runs; a returned future or state gives the flow its outcome."""
+    def _call_async(self) -> Any:
+        args, kwargs = self.flow.call_arguments(self.parameters)
+        return self.flow.fn(*args, **kwargs)
+
+    def _settle(self, value: Any) -> State:
+        """The run's final state from what the flow returned (Prefect's rules), once every
+        submitted task run has ended: futures in it are resolved to their states; a state made
+        by hand is the outcome as given; a run's state, or a list, tuple or set of states,
+        decides by aggregate (all Completed: Completed, any Cancelled: Cancelled, any Paused:
+        Paused, else Failed) with the states as the value; anything else is a Completed value."""
         self.context.task_runner.shutdown()
-        if isinstance(value, TaskFuture):
-            return value.result()
-        if isinstance(value, list) and value and all(isinstance(v, TaskFuture) for v in value):
-            return [future.result() for future in value]
-        if isinstance(value, State):
-            return value.result()
-        return value
+        returned = resolve_futures_to_states(value)
+        if isinstance(returned, State) and returned.manual:
+            return returned
+        if isinstance(returned, State) or is_state_iterable(returned):
+            states = [returned] if isinstance(returned, State) else list(returned)
+            counts = {kind: sum(s.type == kind for s in states) for kind in StateType}
+            if counts[StateType.COMPLETED] == len(states):
+                return State(StateType.COMPLETED, message="All states completed.", value=returned)
+            for kind, what in ((StateType.CANCELLED, "cancelled"), (StateType.PAUSED, "paused")):
+                if counts[kind]:
+                    return State(kind, message=f"{counts[kind]}/{len(states)} states {what}.", value=returned)
+            failed = counts[StateType.FAILED] + counts[StateType.CRASHED]
+            message = (f"{failed}/{len(states)} states failed." if failed
+                       else f"{len(states) - sum(s.is_final() for s in states)}/{len(states)} states are not final.")
+            return State(StateType.FAILED, message=message, value=returned)
+        return State(StateType.COMPLETED, value=returned)
 
-    def _succeeded(self, value: Any) -> State:
+    def _finish(self, outcome: State) -> State:
+        """Record the final state the flow's return value gave."""
+        if outcome.type == StateType.COMPLETED:
+            return self._succeeded(outcome)
+        if outcome.type == StateType.CANCELLED:
+            return self._stopped(None, message=outcome.message)
+        if outcome.type == StateType.PAUSED:
+            return self._failed(Pause(outcome.message or "paused"))  # type: ignore[return-value]
+        error = outcome._error()  # noqa: SLF001 - the State's own way of naming its failure
+        return self._record_failure(log_name(outcome) if outcome.type == StateType.FAILED else "Failed",
+                                    error, outcome.message or error_message(error), outcome)
+
+    def _succeeded(self, outcome: State) -> State:
         if self.control.stopping:
             return self._stopped(None)
+        value = outcome.data
         data: dict[str, Any] = {"attempt": self.attempt}
+        if outcome.message:
+            data["message"] = outcome.message
+        if outcome.name != log_name(outcome):
+            data["state_name"] = outcome.name
         if self.flow.persist_result is not False:
             data["result"] = self.runtime.results.persist(value)
-        run_logger(self.context).info("Finished in state Completed")
-        if not self._transition("Completed", **data):
+        run_logger(self.context).info("Finished in state %s", outcome.name)
+        if not self._transition(log_name(outcome), **data):
             return self._stopped(None)
-        state = State(StateType.COMPLETED, "Completed", flow_run_id=self.flow_run_id, value=value)
+        state = outcome.copy(state_details=replace(outcome.state_details, flow_run_id=self.flow_run_id))
         if self.parent_task is not None:
             self.parent_task.succeeded(value)
-        self._hooks(self.flow.on_completion_hooks, state)
+        self._hooks("on_completion", state)
         return state
 
     def _failed(self, error: BaseException) -> State | float:
@@ -273,7 +313,7 @@ class FlowRun:
                     task_run.crashed(error)
             self._transition("Crashed", attempt=self.attempt, message=error_message(error), error=error_info(error))
             state = State(StateType.CRASHED, "Crashed", error_message(error), flow_run_id=self.flow_run_id, exception=error)
-            self._hooks(self.flow.on_crashed_hooks, state)
+            self._hooks("on_crashed", state)
             if self.parent_task is not None:
                 self.parent_task.crashed(error)
             raise error
@@ -290,15 +330,21 @@ class FlowRun:
             if self._transition("AwaitingRetry", attempt=self.attempt, message=error_message(error),
                                 error=error_info(error), scheduled_time=due.isoformat()):
                 return float(self.flow.retry_delay_seconds)
-        run_logger(self.context).error("Finished in state %s: %s", name, error_message(error))
-        self._transition(name, attempt=self.attempt, message=error_message(error), error=error_info(error))
-        state = State(STATE_NAMES[name], name, error_message(error), flow_run_id=self.flow_run_id, exception=error)
+        return self._record_failure(name, error, error_message(error))
+
+    def _record_failure(self, name: str, error: BaseException, message: str, returned: State | None = None) -> State:
+        run_logger(self.context).error("Finished in state %s: %s", name, message)
+        self._transition(name, attempt=self.attempt, message=message, error=error_info(error))
+        if returned is not None:  # the flow returned its failed outcome: keep what it returned
+            state = returned.copy(state_details=replace(returned.state_details, flow_run_id=self.flow_run_id))
+        else:
+            state = State(STATE_NAMES[name], name, message, flow_run_id=self.flow_run_id, exception=error)
         if self.parent_task is not None:
             self.parent_task.fail(error, name, hooks=False)
-        self._hooks(self.flow.on_failure_hooks, state)
+        self._hooks("on_failure", state)
         return state
 
-    def _stopped(self, error: BaseException | None) -> State:
+    def _stopped(self, error: BaseException | None, message: str | None = None) -> State:
         """The run was told to stop (cancelled, or crashed by someone else's verdict): no task
         run starts any more, running sync ones finish their call, the run ends Cancelled."""
         runner = self.context.task_runner
@@ -306,7 +352,7 @@ class FlowRun:
         for task_run, future in self.context.submitted:
             if future.cancelled():
                 task_run.cancelled()
-        reason = self.control.reason or (self.control.parent.reason if self.control.parent else None)
+        reason = message or self.control.reason or (self.control.parent.reason if self.control.parent else None)
         message = reason or (error_message(error) if error is not None and not isinstance(error, FlowRunCancelled) else "cancelled")
         suspended = self.control.state
         if suspended is not None and suspended.type == StateType.PAUSED:
@@ -320,15 +366,14 @@ class FlowRun:
         state = State(STATE_NAMES[name], name, message, flow_run_id=self.flow_run_id)
         if self.parent_task is not None:
             self.parent_task.cancelled(message)
-        self._hooks(self.flow.on_cancellation_hooks, state)
+        self._hooks("on_cancellation", state)
         return state
 
-    def _hooks(self, hooks: list[Callable[..., Any]], state: State) -> None:
-        for hook in hooks:
-            try:
-                hook(self.flow, self.context.flow_run, state)
-            except Exception:  # noqa: BLE001 - a failing hook is logged, the outcome stands
-                get_logger().exception("hook %s of flow run %r failed", getattr(hook, "__name__", hook), self.name)
+    def _hooks(self, kind: str, state: State) -> None:
+        hooks = self.flow.hooks[kind]
+        if hooks:
+            run_hooks(hooks, self.flow, self.context.flow_run, state, lambda hook: get_logger().exception(
+                "hook %s of flow run %r failed", getattr(hook, "__name__", hook), self.name))
 
 
 def _stand_in(flow_: Flow[..., Any]) -> Task[..., Any]:

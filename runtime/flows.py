@@ -1,5 +1,5 @@
 """`@flow`: a function whose every call is a flow run, one stream `flow-run-<id>` in the log
-(the run itself is runtime/flow_run.py)."""
+(the run itself is runtime/flow_engine.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from ledgerflow.runtime.entrypoints import Entrypoint, entrypoint_of
 from ledgerflow.runtime.flow_engine import FlowRun, reuse_subflow
+from ledgerflow.runtime.hooks import Hooks
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.task_runners import ThreadPoolTaskRunner
 
@@ -42,6 +43,7 @@ class Flow(Generic[P, R]):
         on_failure: list[Callable[..., Any]] | None = None,
         on_crashed: list[Callable[..., Any]] | None = None,
         on_cancellation: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__.replace("_", "-")
@@ -56,10 +58,8 @@ class Flow(Generic[P, R]):
         self.log_prints = log_prints
         self.task_runner = task_runner or ThreadPoolTaskRunner()
         self.tags = tuple(tags or ())
-        self.on_completion_hooks = list(on_completion or [])
-        self.on_failure_hooks = list(on_failure or [])
-        self.on_crashed_hooks = list(on_crashed or [])
-        self.on_cancellation_hooks = list(on_cancellation or [])
+        self.hooks = Hooks(on_completion=on_completion, on_failure=on_failure, on_crashed=on_crashed,
+                           on_cancellation=on_cancellation, on_running=on_running)
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._model: Any = None
@@ -79,26 +79,24 @@ class Flow(Generic[P, R]):
             "retry_delay_seconds": self.retry_delay_seconds, "timeout_seconds": self.timeout_seconds,
             "validate_parameters": self.validate_parameters, "persist_result": self.persist_result,
             "log_prints": self.log_prints, "task_runner": self.task_runner, "tags": self.tags,
-            "on_completion": self.on_completion_hooks, "on_failure": self.on_failure_hooks,
-            "on_crashed": self.on_crashed_hooks, "on_cancellation": self.on_cancellation_hooks,
+            **{kind: list(hooks) for kind, hooks in self.hooks.by_kind.items()},
         }
         return Flow(self.fn, **{**current, **options})
 
     def on_completion(self, hook: Callable[..., Any]) -> Callable[..., Any]:
-        self.on_completion_hooks.append(hook)
-        return hook
+        return self.hooks.add("on_completion", hook)
 
     def on_failure(self, hook: Callable[..., Any]) -> Callable[..., Any]:
-        self.on_failure_hooks.append(hook)
-        return hook
+        return self.hooks.add("on_failure", hook)
 
     def on_cancellation(self, hook: Callable[..., Any]) -> Callable[..., Any]:
-        self.on_cancellation_hooks.append(hook)
-        return hook
+        return self.hooks.add("on_cancellation", hook)
 
     def on_crashed(self, hook: Callable[..., Any]) -> Callable[..., Any]:
-        self.on_crashed_hooks.append(hook)
-        return hook
+        return self.hooks.add("on_crashed", hook)
+
+    def on_running(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        return self.hooks.add("on_running", hook)
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         parameters = self.validated(args, kwargs)
@@ -106,11 +104,19 @@ class Flow(Generic[P, R]):
             return _run_async(self, parameters, return_state)
         reused = reuse_subflow(self, parameters)
         if reused is not None:
-            return reused if return_state else reused.result()
+            return reused if return_state else reused.resolve()
         run = FlowRun(self, parameters)
         with run.guarded():
             state = run.drive_sync()
-        return state if return_state else state.result()
+        return state if return_state else state.resolve()
+
+    def call_arguments(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Positional and keyword arguments that call the function with `parameters`."""
+        kinds = self._signature.parameters.values()
+        if all(p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY for p in kinds):
+            return (), parameters
+        bound = inspect.BoundArguments(self._signature, dict(parameters))
+        return bound.args, bound.kwargs
 
     def validated(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's parameters by name, checked against the signature's annotations."""
@@ -150,11 +156,11 @@ class Flow(Generic[P, R]):
 async def _run_async(flow_: Flow[..., Any], parameters: dict[str, Any], return_state: bool) -> Any:
     reused = reuse_subflow(flow_, parameters)
     if reused is not None:
-        return reused if return_state else reused.result()
+        return reused if return_state else reused.resolve()
     run = FlowRun(flow_, parameters)
     with run.guarded():
         state = await run.drive_async()
-    return state if return_state else state.result()
+    return state if return_state else state.resolve()
 
 
 @overload

@@ -19,7 +19,7 @@ from ledgerflow.runtime.context import (
     task_run_var,
 )
 
-__all__ = ["get_logger", "get_run_logger", "run_logger", "setup_for_runs"]
+__all__ = ["flow_run_logger", "get_logger", "get_run_logger", "run_logger", "setup_for_runs", "task_run_logger"]
 
 _LOGGER = "ledgerflow.runs"
 _setup_lock = threading.Lock()
@@ -40,11 +40,13 @@ class EventLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         flow_run: FlowRunContext | None = getattr(record, "ledgerflow_flow_run", None)
-        if flow_run is None:
+        detached: _Detached | None = getattr(record, "ledgerflow_detached", None)
+        if flow_run is None and detached is None:
             return
         task_run = getattr(record, "ledgerflow_task_run", None)
+        run_id = str(flow_run.flow_run.id) if flow_run is not None else detached.flow_run_id  # type: ignore[union-attr]
         data: dict[str, Any] = {
-            "flow_run_id": str(flow_run.flow_run.id),
+            "flow_run_id": run_id,
             "level": record.levelno,
             "level_name": record.levelname,
             "logger": record.name,
@@ -52,7 +54,25 @@ class EventLogHandler(logging.Handler):
         }
         if task_run is not None:
             data["task_run_id"] = str(task_run.id)
-        flow_run.emit("log.emitted", data)
+        if flow_run is not None:
+            flow_run.emit("log.emitted", data)
+        else:
+            assert detached is not None
+            detached.emit(data)
+
+
+class _Detached:
+    """Where a logger for a run given by id writes when that run's context is not at hand."""
+
+    def __init__(self, flow_run_id: str) -> None:
+        self.flow_run_id = flow_run_id
+
+    def emit(self, data: dict[str, Any]) -> None:
+        from ledgerflow.events import NewEvent
+        from ledgerflow.events.payloads import flow_run_stream
+        from ledgerflow.runtime import config
+
+        config.current().writer.emit(flow_run_stream(self.flow_run_id), NewEvent(type="log.emitted", data=data))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -117,3 +137,23 @@ def setup_for_runs() -> None:
     """Called when a run starts: print capture and the event handler must be in place."""
     if not _ready:
         _setup()
+
+
+def flow_run_logger(flow_run: Any, flow: Any = None) -> RunLogger:
+    """A logger whose records go to the log of `flow_run` (anything with an `id`), from inside
+    the run or not (a hook, a script inspecting runs) — Prefect's `flow_run_logger`."""
+    context = flow_run_var.get()
+    if context is not None and str(context.flow_run.id) == str(flow_run.id):
+        return run_logger(context)
+    return RunLogger(get_logger(), {"ledgerflow_detached": _Detached(str(flow_run.id))})
+
+
+def task_run_logger(task_run: Any, task: Any = None, flow_run: Any = None, flow: Any = None) -> RunLogger:
+    """A logger whose records go to the log of `task_run`'s flow run, naming the task run."""
+    context = flow_run_var.get()
+    owner = flow_run.id if flow_run is not None else getattr(task_run, "flow_run_id", None)
+    if context is not None and (owner is None or str(context.flow_run.id) == str(owner)):
+        return run_logger(context, task_run)
+    if owner is None:
+        raise ValueError("task_run_logger needs the task run's flow run: pass flow_run=")
+    return RunLogger(get_logger(), {"ledgerflow_detached": _Detached(str(owner)), "ledgerflow_task_run": task_run})

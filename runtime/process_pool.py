@@ -96,10 +96,10 @@ class ProcessPoolTaskRunner(ThreadPoolTaskRunner):
 
     # -- the engine's side of one call ------------------------------------------------------
 
-    def call(self, task_: Task[..., Any], parameters: dict[str, Any], timeout: float | None) -> Any:
-        """Call the task's function in a worker with `parameters`; what the call logged and
+    def call(self, task_: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None) -> Any:
+        """Call the task's function in a worker with these arguments; what the call logged and
         created is written into the current run; its value is returned or its error raised."""
-        from ledgerflow.runtime.tasks import TaskTimeout
+        from ledgerflow.runtime.task_engine import TaskTimeout
 
         flow_run = flow_run_var.get()
         task_run = task_run_var.get()
@@ -109,7 +109,7 @@ class ProcessPoolTaskRunner(ThreadPoolTaskRunner):
         # The flow's parameters may not travel (a connection passed to the flow): their JSON view does.
         flow_info = dataclasses.replace(flow_run.flow_run, parameters=json_safe(flow_run.flow_run.parameters))
         info = _CallInfo(flow_info, task_run.task_run, task_run.log_prints, task_.is_async, task_.name)
-        future = self._workers().submit(_invoke, where[0], where[1], parameters, info)
+        future = self._workers().submit(_invoke, where[0], where[1], args, kwargs, info)
         try:
             kind, value, records = future.result(timeout)
         except TimeoutError:
@@ -119,8 +119,8 @@ class ProcessPoolTaskRunner(ThreadPoolTaskRunner):
             raise value
         return value
 
-    async def call_async(self, task_: Task[..., Any], parameters: dict[str, Any]) -> Any:
-        return await asyncio.to_thread(self.call, task_, parameters, None)
+    async def call_async(self, task_: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(self.call, task_, args, kwargs, None)
 
     def _workers(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -211,7 +211,9 @@ class _InWorker:
         return False
 
 
-def _invoke(module: str, qualname: str, parameters: dict[str, Any], info: _CallInfo) -> tuple[str, Any, list[Any]]:
+def _invoke(
+    module: str, qualname: str, args: tuple[Any, ...], kwargs: dict[str, Any], info: _CallInfo,
+) -> tuple[str, Any, list[Any]]:
     """In the worker: call the function with the run's context standing in; return
     ("value" | "error", what it gave, what it logged and created)."""
     found = _resolve(module, qualname)
@@ -223,7 +225,7 @@ def _invoke(module: str, qualname: str, parameters: dict[str, Any], info: _CallI
     flow_token = flow_run_var.set(cast(FlowRunContext, stand_in))
     task_token = task_run_var.set(context)
     try:
-        outcome = fn(**parameters)
+        outcome = fn(*args, **kwargs)
         if inspect.isawaitable(outcome):
             awaited = outcome
 

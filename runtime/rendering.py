@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -14,14 +15,18 @@ _PARAMETER_LIMIT = 8_192
 
 
 def run_name(
-    template: str | Callable[[], Any] | None, parameters: dict[str, Any], default: str, option: str
+    template: str | Callable[..., Any] | None, parameters: dict[str, Any], default: str, option: str
 ) -> str:
     """A run's name from its `flow_run_name` / `task_run_name` option: a format string over the
-    parameters, a callable, or `default` when unset."""
+    parameters, a callable (given the parameters when it takes `parameters`), or `default`."""
     if template is None:
         return default
     if callable(template):
-        return str(template())
+        try:
+            wants = "parameters" in inspect.signature(template).parameters
+        except (TypeError, ValueError):  # a builtin without a signature
+            wants = False
+        return str(template(parameters=dict(parameters)) if wants else template())
     try:
         return template.format(**parameters)
     except (KeyError, IndexError, ValueError) as exc:

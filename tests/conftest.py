@@ -8,6 +8,7 @@ gets its own schema, so tests never see each other's events.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,3 +89,14 @@ def store_factory(store_url: str) -> Iterator[Callable[[], EventStore]]:
     yield make
     for each in opened:
         each.close()
+
+
+_SESSION_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the dashboard's browser tests left their screenshots (for people to look at)."""
+    from tests.dashboard.browser import SCREENSHOTS
+
+    if SCREENSHOTS.is_dir() and any(p.stat().st_mtime >= _SESSION_STARTED for p in SCREENSHOTS.glob("*.png")):
+        terminalreporter.write_line(f"dashboard screenshots: {SCREENSHOTS}")

@@ -10,7 +10,10 @@
     docs.py         Swagger UI and ReDoc served from a package, never from a CDN
     deps.py         `Annotated` dependency aliases and the API-key check
     errors.py       domain errors to HTTP status codes, in one place
-    routers/        the endpoints: events (ingest, reads, SSE/WebSocket), runs, system
+    routers/        the endpoints: events (ingest, reads, SSE/WebSocket), runs, system, and the
+                    dashboard's pages (dashboard.py)
+    templating.py   the dashboard's Jinja2 templates (templates/), assets (static/, mounted at
+                    /static) and the headers its pages are sent with
     feed.py, event_query.py, contract.py, schemas.py, responses.py, openapi.py, metrics.py
                     what those endpoints stand on
 """

@@ -20,12 +20,13 @@ from ledgerflow.api.http.metrics import Metrics
 from ledgerflow.api.http.middleware import BodyLimit, RequestTimer
 from ledgerflow.api.http.openapi import publish_body_schemas
 from ledgerflow.api.http.responses import OrjsonResponse
-from ledgerflow.api.http.routers import events, runs, system
+from ledgerflow.api.http.routers import dashboard, events, runs, system
 from ledgerflow.api.http.schemas import AppendRequest
 from ledgerflow.api.http.security import install_security
 from ledgerflow.api.http.services import services
 from ledgerflow.api.http.settings import ApiSettings, load_api_settings
 from ledgerflow.api.http.state import ServerState
+from ledgerflow.api.http.templating import STATIC, STATIC_URL, Assets
 from ledgerflow.events import Settings, load_settings
 from ledgerflow.events.service import Supervisor
 
@@ -68,6 +69,8 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     for router in (system.router, events.router, events.stream_router, events.streams_router, runs.router, runs.write_router, runs.task_runs_router, runs.analytics_router):
         app.include_router(router)
     install_docs(app, _TITLE)
+    app.include_router(dashboard.router)
+    app.mount(STATIC_URL, Assets(directory=STATIC), name="static")
     publish_body_schemas(app, [AppendRequest])
     # Each middleware added wraps the ones before it: the request timer sees every request.
     app.add_middleware(BodyLimit, limit=api.max_body_bytes)

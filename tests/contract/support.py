@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, insert
 
-from ledgerflow.events import Cursor, EventStore, NewEvent
+from ledgerflow.events import Cursor, EventStore, NewEvent, StoredEvent
 from ledgerflow.events.codec import GENESIS_HASH, chain_hash, encode
 from ledgerflow.events.tables import events, streams
 
@@ -29,6 +29,15 @@ def caught_up(store: EventStore, cursor: str, timeout: float = 30.0) -> None:
     while Cursor.parse(store.head()) < Cursor.parse(cursor):
         assert time.monotonic() < deadline, f"the feed never reached {cursor} (head {store.head()})"
         time.sleep(0.005)
+
+
+def all_visible(store: EventStore, count: int, timeout: float = 30.0) -> list[StoredEvent]:
+    """The whole feed, once it shows `count` events (see `caught_up` for why one waits)."""
+    deadline = time.monotonic() + timeout
+    while len(found := list(store.iter_all())) < count:
+        assert time.monotonic() < deadline, f"the feed shows {len(found)} of {count} events"
+        time.sleep(0.005)
+    return found
 
 
 def insert_behind_the_store(conn: Connection, stream: str, new: Sequence[NewEvent]) -> None:

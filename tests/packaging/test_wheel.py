@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ("events", "runtime", "projections", "notifications", "api")
 """Folders installed as `ledgerflow.<folder>`; the folder `ledgerflow/` is `ledgerflow` itself."""
@@ -42,12 +44,33 @@ def expected_modules() -> set[str]:
     return found
 
 
-def test_the_wheel_holds_every_module_under_ledgerflow_only(tmp_path: Path) -> None:
-    with build_wheel(tmp_path) as wheel:
-        names = set(wheel.namelist())
+@pytest.fixture(scope="module")
+def names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The file names in a wheel built from this checkout (built once for the module)."""
+    with build_wheel(tmp_path_factory.mktemp("wheel")) as wheel:
+        return set(wheel.namelist())
+
+
+def test_the_wheel_holds_every_module_under_ledgerflow_only(names: set[str]) -> None:
     top_level = {name.split("/")[0] for name in names if ".dist-info/" not in name}
     assert top_level == {"ledgerflow"}
     expected = expected_modules()
     assert "ledgerflow/api/http/routers/runs.py" in expected and "ledgerflow/api/cli/main.py" in expected
     missing = sorted(expected - names)
     assert not missing, f"not in the wheel (add the sub-package to [tool.setuptools] packages): {missing}"
+
+
+def test_the_wheel_ships_the_dashboard_pages_and_assets(names: set[str]) -> None:
+    """Templates, CSS, ES modules and the vendored chart library (with its licence) are package
+    data: without them `/` of an installed server is a 500."""
+    http = ROOT / "api" / "http"
+    assets = {
+        f"ledgerflow/api/http/{path.relative_to(http).as_posix()}"
+        for folder in ("templates", "static")
+        for path in (http / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert "ledgerflow/api/http/static/vendor/uplot/LICENSE" in assets
+    assert "ledgerflow/api/http/templates/runs.html" in assets and "ledgerflow/api/http/static/js/runs.js" in assets
+    missing = sorted(assets - names)
+    assert not missing, f"not in the wheel (see [tool.setuptools.package-data]): {missing}"

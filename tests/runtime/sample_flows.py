@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledgerflow import flow, task
+from ledgerflow import ThreadPoolTaskRunner, flow, task
 
 
 @task
@@ -37,9 +37,9 @@ def sequential(folder: str, steps: int = 50, seconds: float = 0.2) -> list[str]:
     return [mark(folder, f"step-{n}", seconds) for n in range(steps)]
 
 
-@flow
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
 def fan_out(folder: str, count: int = 20, seconds: float = 0.5) -> list[str]:
-    """`count` submitted marker tasks on the default pool."""
+    """`count` submitted marker tasks, two at a time."""
     futures = [mark.submit(folder, f"item-{n}", seconds) for n in range(count)]
     return [future.result() for future in futures]
 

@@ -23,6 +23,7 @@ from ledgerflow.projections.models import (
     LineageGraph,
     LogPage,
     RunDetail,
+    RunHistory,
     RunSnapshot,
     TaskRun,
 )
@@ -53,6 +54,26 @@ def list_flow_runs(
     return queries.list_flow_runs(
         rm, flow_name=flow_name, state=state, tags=tag or (), deployment_id=deployment_id,
         since=since, until=until, sort=sort, limit=limit, cursor=cursor,
+    )
+
+
+@router.get("/history", response_model=RunHistory)
+def flow_run_history(
+    rm: ReadModelDep,
+    since: Annotated[datetime | None, Query(description="Default: 24 hours before until")] = None,
+    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+    grain: Literal["minute", "hour", "day"] = "hour",
+    flow_name: Annotated[str | None, Query(max_length=200)] = None,
+    state: Annotated[str | None, Query(max_length=40, description="State type (FAILED) or name (Cached)")] = None,
+    tag: Annotated[list[str] | None, Query(description="Runs having every one of these tags")] = None,
+    deployment_id: Annotated[str | None, Query(max_length=100)] = None,
+) -> RunHistory:
+    """Flow runs created per minute, hour or day (UTC), by current state type: the run-history
+    chart. Takes the filters of `GET /api/flow-runs`."""
+    start = since or (until or datetime.now(UTC)) - timedelta(hours=24)
+    return queries.run_history(
+        rm, since=start, until=until, grain=grain, flow_name=flow_name, state=state, tags=tag or (),
+        deployment_id=deployment_id,
     )
 
 
