@@ -42,7 +42,7 @@ from ledgerflow.runtime.context import FlowRunContext, flow_run_var
 from ledgerflow.runtime.logging import get_logger, run_logger
 
 if TYPE_CHECKING:
-    from ledgerflow.runtime.tasks import TaskRun
+    from ledgerflow.runtime.task_engine import TaskRun
 
 __all__ = [
     "CommitMode",

@@ -88,7 +88,8 @@ def test_a_task_a_worker_cannot_import_fails_with_the_reason(runs: EventStore) -
 
     @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
     def uses_a_local_task() -> int:
-        return local_task.submit().result()
+        value: int = local_task.submit().result()
+        return value
 
     state = uses_a_local_task(return_state=True)
     assert state.is_failed()
