@@ -362,8 +362,9 @@ def test_suspending_a_running_run_from_outside_stops_it_until_resumed(runs: Even
 
     wait_until(started)
     run_id = found[0]
+    control = config.current().watcher._runs[f"flow-run-{run_id}"]  # the engine's view of its run
     suspend_flow_run(flow_run_id=run_id, timeout=None)
-    config.current().watcher.poll()  # the engine hears of it now rather than at the watcher's next tick
+    wait_until(lambda: control.stopping)  # it hears of it within cancel_check_seconds
     GATE.set()  # the running task finishes its call; nothing starts after it
     thread.join(60)
     state = outcome["state"]
