@@ -102,7 +102,7 @@ class ResultRef(_Payload):
     key: str | None = None
     """Content address under the result store (e.g. `<sha256>.json`)."""
     serializer: str | None = None
-    """`json` or `pickle`."""
+    """`json`, `json+types` (tagged JSON that restores tuples, sets, dates, ...) or `pickle`."""
     reason: str | None = None
     """Why it was not persisted (e.g. the value cannot be serialised)."""
 

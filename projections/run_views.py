@@ -67,7 +67,9 @@ def _new_task_run(run_id: str, flow_run_id: str, occurred: datetime) -> Row:
 def _apply_state(row: Row, name: str, data: dict[str, Any], occurred: datetime) -> None:
     state_type, running, terminal = _STATES[name]
     row["state_type"] = state_type
-    row["state_name"] = name
+    # A custom name (a flow that returned Completed(name="Skipped")) rides in the data.
+    shown = data.get("state_name")
+    row["state_name"] = shown if isinstance(shown, str) and shown and len(shown) <= 40 else name
     row["updated"] = occurred
     attempt = data.get("attempt", 1)
     if attempt > row["attempts"]:
@@ -151,7 +153,7 @@ def fold_runs(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
 
 class RunsProjection:
     name = "runs"
-    version = 2
+    version = 3
     types = ("flow-run.*", "task-run.*")
     table_names = ("flow_runs", "task_runs")
 

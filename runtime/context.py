@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -64,6 +65,11 @@ class FlowRunContext:
     """Set when this run replays another: what its task calls may reuse."""
     run_cache: RunCache = field(default_factory=RunCache)
     """Cache keys that name this run (the DEFAULT cache policy's), kept in memory."""
+    parent_flow_run_id: str | None = None
+    scheduled_start_time: datetime | None = None
+    deployment_id: str | None = None
+    attempt: int = 0
+    """The attempt running now (1, then 2 on the first retry, ...)."""
     occurrences: Counter[str] = field(default_factory=Counter)
     submitted: list[tuple[TaskRun, Future[Any]]] = field(default_factory=list)
     """Task runs handed to the task runner, so a crashing flow can account for those not started."""

@@ -89,6 +89,8 @@ def execute_flow_run(
         version=claimed,
         state=RunState.named("Pending"),
         root_flow_run_id=UUID(str(created.get("root_flow_run_id") or run_id)),
+        scheduled_time=_scheduled_time(history),
+        deployment_id=created.get("deployment_id"),
     )
     replay_of = created.get("replay_of")
     if any(e.type == "flow-run.Resuming" for e in history.events):
@@ -109,6 +111,12 @@ def execute_flow_run(
         return asyncio.run(drive())
     with run.guarded():
         return run.drive_sync()
+
+
+def _scheduled_time(history: FlowRunHistory) -> datetime | None:
+    scheduled = next((e for e in reversed(history.events) if e.type == "flow-run.Scheduled"), None)
+    when = scheduled.data.get("scheduled_time") if scheduled is not None else None
+    return datetime.fromisoformat(when) if when else None
 
 
 _REQUEST_FIELDS = ("entrypoint", "working_dir", "parameters", "replay_of", "deployment_id", "work_pool")

@@ -60,6 +60,8 @@ class AdoptedRun:
     """The stream's version right after the claim."""
     state: RunState
     root_flow_run_id: UUID
+    scheduled_time: datetime | None = None
+    deployment_id: str | None = None
 
 
 class FlowRun:
@@ -100,6 +102,9 @@ class FlowRun:
             log_prints=log_prints,
             persist_result=flow_.persist_result,
             control=self.control,
+            parent_flow_run_id=str(self.parent.flow_run.id) if self.parent else None,
+            scheduled_start_time=(adopted.scheduled_time if adopted else None) or utcnow(),
+            deployment_id=adopted.deployment_id if adopted else None,
         )
         self.parent_task: TaskRun | None = None
         self.context.replay = replay if replay is not None else self._subflow_replay()
@@ -161,7 +166,8 @@ class FlowRun:
         if not isinstance(decision, Accepted):
             get_logger().debug("flow run %r: %s not written: %s", self.name, name, getattr(decision, "reason", decision))
             return False
-        data.update(flow_run_id=str(self.flow_run_id), state_type=STATE_NAMES[name], state_name=name)
+        data.update(flow_run_id=str(self.flow_run_id), state_type=STATE_NAMES[name])
+        data.setdefault("state_name", name)
         self.control.own(self.context.emit(f"flow-run.{name}", data))
         return True
 
@@ -232,6 +238,7 @@ class FlowRun:
         if self.control.stopping:
             return False
         self.attempt += 1
+        self.context.attempt = self.attempt
         name = "Running" if self.attempt == 1 else "Retrying"
         if not self._transition(name, attempt=self.attempt):
             return False

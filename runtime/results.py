@@ -1,7 +1,9 @@
 """Results of completed runs: content-addressed, in the log when small, else in files.
 
-A value is serialised as JSON (orjson) when it can be, as a pickle otherwise, and addressed by
-the sha256 of its bytes (`<sha256>.json`); its `Completed` event names that key (`ResultRef`,
+A value is serialised as JSON (orjson) when JSON gives it back exactly, as tagged JSON when
+its types need saying (a tuple, a set, a datetime: runtime/serialization.py), as a pickle
+otherwise, and addressed by the sha256 of its bytes (`<sha256>.json`); its `Completed` event
+names that key (`ResultRef`,
 events/payloads.py). JSON of at most `INLINE_LIMIT` bytes travels inside the event itself: one
 atomic write instead of an event plus a file, and a worker on another machine can load it for
 a cache hit or a replay from the log alone. Larger values and pickles go to a file under
@@ -28,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from ledgerflow.runtime.serialization import NotTaggable, is_plain_json, tag, untag
+
 __all__ = ["INLINE_LIMIT", "ResultStore"]
 
 INLINE_LIMIT = 512
@@ -47,16 +51,13 @@ class ResultStore:
     def persist(self, value: Any) -> dict[str, Any]:
         """Store `value`; return the `ResultRef` data (events/payloads.py) naming it."""
         try:
-            payload, serializer = orjson.dumps(value), "json"
-        except TypeError:
-            try:
-                payload, serializer = pickle.dumps(value), "pickle"
-            except Exception as exc:  # noqa: BLE001 - any pickling failure means "not persisted"
-                return {"persisted": False, "reason": f"cannot be serialised: {type(exc).__name__}: {exc}"}
+            payload, serializer = _encoded(value)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure means "not persisted"
+            return {"persisted": False, "reason": f"cannot be serialised: {type(exc).__name__}: {exc}"}
         key = f"{hashlib.sha256(payload).hexdigest()}.{serializer}"
-        if serializer == "json" and len(payload) <= INLINE_LIMIT:
+        if serializer != "pickle" and len(payload) <= INLINE_LIMIT:
             # The decoded JSON, not `value`: the event then holds what a file would have held.
-            return {"persisted": True, "inline": True, "value": orjson.loads(payload), "key": key, "serializer": "json"}
+            return {"persisted": True, "inline": True, "value": orjson.loads(payload), "key": key, "serializer": serializer}
         if key not in self._written:
             with self._lock:
                 if key not in self._written:
@@ -93,7 +94,7 @@ class ResultStore:
         if not ref.get("persisted") or not ref.get("key"):
             raise LookupError(f"the result was not persisted: {ref.get('reason', 'no key')}")
         if ref.get("inline"):
-            return ref["value"]
+            return untag(ref["value"]) if ref.get("serializer") == TAGGED else ref["value"]
         return self.load(ref["key"])
 
     def load(self, key: str) -> Any:
@@ -103,4 +104,23 @@ class ResultStore:
         payload = (self.root / key).read_bytes()
         if key.endswith(".json"):
             return orjson.loads(payload)
+        if key.endswith(f".{TAGGED}"):
+            return untag(orjson.loads(payload))
         return pickle.loads(payload)
+
+
+TAGGED = "json+types"
+
+
+def _encoded(value: Any) -> tuple[bytes, str]:
+    """The bytes to store `value` as and their serializer: JSON when it gives the value back
+    exactly, tagged JSON when tags can say its types, else a pickle."""
+    if is_plain_json(value):
+        try:
+            return orjson.dumps(value), "json"
+        except TypeError:  # an int beyond 64 bits
+            pass
+    try:
+        return orjson.dumps(tag(value)), TAGGED
+    except (NotTaggable, TypeError):
+        return pickle.dumps(value), "pickle"

@@ -221,8 +221,11 @@ class TaskRun:
         if policy is None:
             return None
         self.cache_run_scoped = policy.run_scoped
-        return policy.compute_key(self.context(), hash_view(self.raw, self.parameters),
-                                  self.flow_run.flow_run.parameters, input_hash=self.input_hash)
+        key = policy.compute_key(self.context(), hash_view(self.raw, self.parameters),
+                                 self.flow_run.flow_run.parameters, input_hash=self.input_hash)
+        # Scoped by task: two tasks called with the same inputs must not take each other's
+        # results (Prefect's INPUTS alone would).
+        return None if key is None else f"{self.task.task_key}:{key}"
 
     def _produced(self, value: Any) -> None:
         """Remember that `value` came from this run, for the lineage of whatever it feeds."""

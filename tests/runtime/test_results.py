@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
+from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import orjson
@@ -15,7 +17,7 @@ from ledgerflow.runtime.results import INLINE_LIMIT, ResultStore
 
 def test_small_json_values_travel_inline_named_by_their_hash(tmp_path: Path) -> None:
     results = ResultStore(tmp_path)
-    ref = results.persist({"a": [1, 2], "when": (3, 4)})
+    ref = results.persist({"a": [1, 2], "when": [3, 4]})
     results.close()
     payload = orjson.dumps({"a": [1, 2], "when": [3, 4]})
     assert ref == {
@@ -38,14 +40,20 @@ def test_json_values_past_the_inline_limit_go_to_a_file_named_by_their_hash(tmp_
     assert results.persist("x" * (INLINE_LIMIT - 2))["inline"] is True  # exactly at the limit
 
 
+@dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
 def test_values_json_cannot_hold_are_pickled(tmp_path: Path) -> None:
     results = ResultStore(tmp_path)
-    ref = results.persist({1, 2, 3})
-    assert results.load(ref["key"]) == {1, 2, 3}  # before the file is known to be written
+    ref = results.persist(Point(1, 2))
+    assert results.load(ref["key"]) == Point(1, 2)  # before the file is known to be written
     results.close()
     assert ref["serializer"] == "pickle" and ref["key"].endswith(".pickle")
-    assert pickle.loads((tmp_path / ref["key"]).read_bytes()) == {1, 2, 3}
-    assert ResultStore(tmp_path).load(ref["key"]) == {1, 2, 3}
+    assert pickle.loads((tmp_path / ref["key"]).read_bytes()) == Point(1, 2)
+    assert ResultStore(tmp_path).load(ref["key"]) == Point(1, 2)
 
 
 def test_an_existing_address_is_not_written_again(tmp_path: Path) -> None:
@@ -77,3 +85,28 @@ def test_a_failed_write_is_raised_by_sync(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         results.sync()
     results.close()
+
+
+def test_results_come_back_as_the_python_types_they_were(tmp_path: Path) -> None:
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+    from uuid import UUID
+
+    store = ResultStore(tmp_path)
+    values: list[Any] = [
+        (1, 2, (3, "x")),
+        {"when": datetime(2024, 5, 1, 12, 0, tzinfo=UTC), "day": date(2024, 5, 1)},
+        {1: "int keys", (2, 3): "tuple keys"},
+        {"$lf": "a user key that looks like a tag", "v": 1},
+        {frozenset({1, 2}), frozenset({3})},
+        [b"\x00\xff", UUID(int=5), Decimal("1.10")],
+        ["plain", {"json": [1, 2.5, None, True]}],
+        tuple(range(400)),  # bigger than what is kept inline: a file
+    ]
+    for value in values:
+        ref = store.persist(value)
+        assert ref["persisted"], ref
+        again = store.load_ref(ref)
+        assert again == value and type(again) is type(value)
+    assert store.persist(["plain"])["serializer"] == "json"
+    assert store.persist((1, 2))["serializer"] == "json+types"
