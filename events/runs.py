@@ -7,6 +7,10 @@ writers racing on one run never both win: the loser re-reads and decides again.
   `flow-run.Scheduled`, naming an entrypoint); a runner or worker adopts it later.
 - `propose_flow_run_state`: move a run to a named state if the rules allow it.
 - `cancel_flow_run`: `Cancelled` if it has not started, else `Cancelling` (its engine ends it).
+- `resume_flow_run`: a paused run goes on (`Running`, its blocked engine continues) or a
+  suspended one is asked for again (`Resuming`, an executor runs it anew), with the input it
+  waited for, checked against the JSON schema its pause recorded.
+- `suspend_flow_run`: a run that has not started yet is `Suspended` until resumed.
 - `read_flow_run`: a run's events and its current state.
 - `mark_late`: `Late` for a requested run not started within the grace period.
 """
@@ -15,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
+import jsonschema_rs
 import orjson
 
 from ledgerflow.events.errors import ConcurrencyConflict, InvalidEvent
@@ -29,7 +34,10 @@ from ledgerflow.events.states import STATE_NAMES, StateType, state_event_type
 from ledgerflow.events.transitions import Accepted, Delayed, RunState, decide, fold
 
 __all__ = [
+    "PAUSE_TYPES",
     "FlowRunHistory",
+    "InvalidRunInput",
+    "PauseExpired",
     "RunLog",
     "RunNotDue",
     "RunNotFound",
@@ -37,9 +45,12 @@ __all__ = [
     "cancel_flow_run",
     "flow_run_request",
     "mark_late",
+    "last_pause",
     "propose_flow_run_state",
     "read_flow_run",
     "request_flow_run",
+    "resume_flow_run",
+    "suspend_flow_run",
 ]
 
 _ATTEMPTS = 20
@@ -62,6 +73,17 @@ class RunNotDue(RunStateConflict):
     def __init__(self, message: str, until: datetime) -> None:
         super().__init__(message)
         self.until = until
+
+
+class PauseExpired(RunStateConflict):
+    """The run's pause timed out before it was resumed: the run is Failed now."""
+
+
+class InvalidRunInput(InvalidEvent):
+    """The input given to resume a run does not fit what the run waits for."""
+
+
+PAUSE_TYPES = ("flow-run.Paused", "flow-run.Suspended")
 
 
 class RunLog(Protocol):
@@ -128,7 +150,9 @@ def propose_flow_run_state(
         if mine is not None:
             return mine
         scheduled = (data or {}).get("scheduled_time")
-        proposed = RunState(STATE_NAMES[name], name, datetime.fromisoformat(scheduled) if scheduled else None)
+        expires = (data or {}).get("pause_expiration")
+        proposed = RunState(STATE_NAMES[name], name, datetime.fromisoformat(scheduled) if scheduled else None,
+                            datetime.fromisoformat(expires) if expires else None)
         decision = Accepted(proposed) if force else decide(history.state, proposed, now or utcnow())
         if isinstance(decision, Delayed) and ignore_schedule:
             decision = Accepted(proposed)
@@ -171,6 +195,111 @@ def cancel_flow_run(log: RunLog, flow_run_id: str | UUID, message: str | None = 
                 raise
             # It started or ended meanwhile: decide between Cancelled and Cancelling again.
     raise RunStateConflict(f"flow run {run_id} kept changing under {_ATTEMPTS} attempts to cancel it")
+
+
+def last_pause(history: FlowRunHistory) -> StoredEvent | None:
+    """The run's latest `flow-run.Paused` / `flow-run.Suspended` event."""
+    return next((e for e in reversed(history.events) if e.type in PAUSE_TYPES), None)
+
+
+def resume_flow_run(
+    log: RunLog,
+    flow_run_id: str | UUID,
+    run_input: Mapping[str, Any] | None = None,
+    *,
+    actor: str = "api",
+    now: datetime | None = None,
+) -> StoredEvent:
+    """Resume a paused run: `Running` when its engine waits in `pause_flow_run` (it goes on),
+    `Resuming` when it was suspended (its process ended; an executor runs it again, reusing
+    the task results it already has). The resuming event carries the pause's key and the
+    input, which must fit the JSON schema the pause recorded (`wait_for_input`).
+
+    Raises RunNotFound, RunStateConflict (not paused), PauseExpired (too late: the run is
+    Failed now), InvalidRunInput (input missing, unexpected or invalid).
+    """
+    run_id = str(flow_run_id)
+    for _ in range(_ATTEMPTS):
+        history = read_flow_run(log, run_id)
+        state = history.state
+        if state is None or state.type != StateType.PAUSED:
+            raise RunStateConflict(f"flow run {run_id} is {state.name if state else 'not started'}, not paused: nothing to resume")
+        moment = now or utcnow()
+        pause = last_pause(history)
+        pause_data: Mapping[str, Any] = pause.data if pause is not None else {}
+        if state.pause_expiration is not None and state.pause_expiration <= moment:
+            what = "suspended" if state.name == "Suspended" else "paused"
+            try:
+                propose_flow_run_state(
+                    log, run_id, "Failed", message=f"The flow run was {what} and never resumed.", actor=actor,
+                    data={"error": {"type": "PauseExpired", "message": f"the pause expired at {state.pause_expiration.isoformat()}"}},
+                )
+            except RunStateConflict:
+                pass  # someone else ended it meanwhile
+            raise PauseExpired(f"flow run {run_id} was {what} until {state.pause_expiration.isoformat()} and never resumed; it is Failed now")
+        _check_input(run_id, pause_data, run_input)
+        reschedule = bool(pause_data.get("pause_reschedule", True))
+        data: dict[str, Any] = {"pause_key": pause_data.get("pause_key")}
+        if run_input is not None:
+            data["run_input"] = dict(run_input)
+        if reschedule:
+            data["scheduled_time"] = moment.isoformat()
+        before = history.version
+        try:
+            return propose_flow_run_state(
+                log, run_id, "Resuming" if reschedule else "Running", message=f"resumed by {actor}",
+                data=data, actor=actor, now=moment, ignore_schedule=True,
+            )
+        except RunStateConflict:
+            if read_flow_run(log, run_id).version == before:
+                raise
+            # The run changed meanwhile (resumed, cancelled, timed out): look again.
+    raise RunStateConflict(f"flow run {run_id} kept changing under {_ATTEMPTS} attempts to resume it")
+
+
+def _check_input(run_id: str, pause: Mapping[str, Any], run_input: Mapping[str, Any] | None) -> None:
+    schema = pause.get("run_input_schema")
+    if schema is None:
+        if run_input is not None:
+            raise InvalidRunInput(f"flow run {run_id} is not waiting for input; resume it without any")
+        return
+    if run_input is None:
+        fields = ", ".join(sorted((schema.get("properties") or {}).keys())) or "a value"
+        raise InvalidRunInput(f"flow run {run_id} waits for input ({fields}); resume it with run_input")
+    try:
+        orjson.dumps(run_input)
+    except TypeError as exc:
+        raise InvalidRunInput(f"run input must be JSON: {exc}") from None
+    errors = [f"{'.'.join(map(str, e.instance_path)) or 'input'}: {e.message}"
+              for e in jsonschema_rs.iter_errors(schema, dict(run_input))]
+    if errors:
+        raise InvalidRunInput(f"invalid input for flow run {run_id}: {'; '.join(errors[:5])}")
+
+
+def suspend_flow_run(
+    log: RunLog,
+    flow_run_id: str | UUID,
+    *,
+    timeout: float | None = 3600,
+    key: str | None = None,
+    actor: str = "api",
+    now: datetime | None = None,
+) -> StoredEvent:
+    """Suspend a run from outside: `Suspended` until `resume_flow_run`, then executed again
+    (reusing the task results it completed). A running run's engine hears of it like of a
+    cancel: it starts no more task runs, lets running sync ones finish, and its process ends.
+    A subflow run cannot be suspended on its own (suspend the run that called it).
+    """
+    run_id = str(flow_run_id)
+    history = read_flow_run(log, run_id)
+    if history.created.get("parent_flow_run_id"):
+        raise RunStateConflict(f"flow run {run_id} is a subflow run: suspend the flow run that called it")
+    moment = now or utcnow()
+    data: dict[str, Any] = {"pause_key": key or str(new_id()), "pause_reschedule": True}
+    if timeout is not None:
+        data["pause_expiration"] = (moment + timedelta(seconds=timeout)).isoformat()
+    return propose_flow_run_state(log, run_id, "Suspended", message=f"suspended by {actor}", data=data,
+                                  actor=actor, now=moment, ignore_schedule=True)
 
 
 def _root(history: FlowRunHistory) -> UUID | None:

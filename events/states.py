@@ -37,6 +37,7 @@ STATE_NAMES: dict[str, StateType] = {
     "Scheduled": StateType.SCHEDULED,
     "Late": StateType.SCHEDULED,
     "AwaitingRetry": StateType.SCHEDULED,
+    "Resuming": StateType.SCHEDULED,
     "Pending": StateType.PENDING,
     "NotReady": StateType.PENDING,
     "Running": StateType.RUNNING,
@@ -44,6 +45,7 @@ STATE_NAMES: dict[str, StateType] = {
     "Completed": StateType.COMPLETED,
     "Cached": StateType.COMPLETED,
     "Reused": StateType.COMPLETED,
+    "RolledBack": StateType.COMPLETED,
     "Failed": StateType.FAILED,
     "TimedOut": StateType.FAILED,
     "Crashed": StateType.CRASHED,
@@ -54,7 +56,8 @@ STATE_NAMES: dict[str, StateType] = {
 }
 """Every state name the runtime writes, with its type. `Reused` marks a task result taken
 from the original run during a replay; `NotReady` a task run that did not start because an
-upstream run did not complete."""
+upstream run did not complete; `RolledBack` a completed task run whose transaction rolled back;
+`Resuming` a suspended flow run that was resumed and waits to be executed again."""
 
 
 def state_event_type(kind: str, name: str) -> str:

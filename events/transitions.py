@@ -44,10 +44,13 @@ class RunState(NamedTuple):
     type: StateType
     name: str
     scheduled_time: datetime | None = None
+    pause_expiration: datetime | None = None
+    """When a Paused / Suspended run can no longer be resumed (None: never)."""
 
     @classmethod
-    def named(cls, name: str, scheduled_time: datetime | None = None) -> RunState:
-        return cls(STATE_NAMES[name], name, scheduled_time)
+    def named(cls, name: str, scheduled_time: datetime | None = None,
+              pause_expiration: datetime | None = None) -> RunState:
+        return cls(STATE_NAMES[name], name, scheduled_time, pause_expiration)
 
 
 class Accepted(NamedTuple):
@@ -66,6 +69,16 @@ Decision = Accepted | Rejected | Delayed
 Rule = Callable[[RunState | None, RunState, datetime], Decision | None]
 
 S = StateType
+
+
+def completed_may_roll_back(current: RunState | None, proposed: RunState, now: datetime) -> Decision | None:
+    """A completed task run whose transaction rolled back (its rollback hooks undid its
+    effects) is `RolledBack`, Prefect's one move out of a final state."""
+    if proposed.name == "RolledBack":
+        if current is not None and current.name == "Completed":
+            return Accepted(proposed)
+        return Rejected(f"only a Completed run can be rolled back (it is {current.name if current else 'nothing'})")
+    return None
 
 
 def terminal_is_final(current: RunState | None, proposed: RunState, now: datetime) -> Decision | None:
@@ -89,6 +102,38 @@ def cancelling_only_ends(current: RunState | None, proposed: RunState, now: date
 def no_way_back_to_pending(current: RunState | None, proposed: RunState, now: datetime) -> Decision | None:
     if current is not None and current.type in (S.RUNNING, S.PAUSED) and proposed.type == S.PENDING:
         return Rejected(f"a {current.name} run cannot go back to Pending")
+    return None
+
+
+def resuming_only_from_pause(current: RunState | None, proposed: RunState, now: datetime) -> Decision | None:
+    if proposed.name == "Resuming" and (current is None or current.type != S.PAUSED):
+        return Rejected(f"only a paused run can be resumed (it is {current.name if current else 'nothing'})")
+    return None
+
+
+def paused_once(current: RunState | None, proposed: RunState, now: datetime) -> Decision | None:
+    if current is not None and current.type == S.PAUSED and proposed.type == S.PAUSED:
+        return Rejected(f"the run is already {current.name}")
+    return None
+
+
+def pause_expires(current: RunState | None, proposed: RunState, now: datetime) -> Decision | None:
+    """Past its pause's timeout a paused run cannot be resumed any more (it can only end)."""
+    if (
+        current is not None
+        and current.type == S.PAUSED
+        and current.pause_expiration is not None
+        and current.pause_expiration <= now
+        and proposed.type in (S.RUNNING, S.SCHEDULED)
+    ):
+        return Rejected(f"the pause expired at {current.pause_expiration.isoformat()}; the run can no longer be resumed")
+    return None
+
+
+def suspended_runs_again(current: RunState | None, proposed: RunState, now: datetime) -> Decision | None:
+    """A suspended run's process has ended: it resumes as `Resuming` and is executed again."""
+    if current is not None and current.name == "Suspended" and proposed.type == S.RUNNING:
+        return Rejected("a suspended run has no process to go on: it resumes as Resuming and is executed again")
     return None
 
 
@@ -118,10 +163,15 @@ def no_self_loop(current: RunState | None, proposed: RunState, now: datetime) ->
 
 
 RULES: tuple[Rule, ...] = (
+    completed_may_roll_back,
     terminal_is_final,
     starts_scheduled_or_pending,
     cancelling_only_ends,
     no_way_back_to_pending,
+    resuming_only_from_pause,
+    paused_once,
+    pause_expires,
+    suspended_runs_again,
     only_running_completes,
     no_self_loop,
     wait_until_scheduled,
@@ -145,7 +195,9 @@ def _proposed(event: Event) -> RunState | None:
         return None
     _, name, type_ = parsed
     scheduled = event.data.get("scheduled_time")
-    return RunState(type_, name, datetime.fromisoformat(scheduled) if scheduled else None)
+    expires = event.data.get("pause_expiration") if type_ == StateType.PAUSED else None
+    return RunState(type_, name, datetime.fromisoformat(scheduled) if scheduled else None,
+                    datetime.fromisoformat(expires) if expires else None)
 
 
 def evolve(state: RunState | None, event: Event) -> RunState | None:

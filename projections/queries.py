@@ -38,6 +38,7 @@ from ledgerflow.projections.models import (
     RunHistory,
     RunHistoryPeriod,
     RunSnapshot,
+    TaskRun,
 )
 from ledgerflow.projections.periods import period_index, period_start as index_start
 from ledgerflow.projections.readmodel import ReadModel
@@ -58,6 +59,7 @@ __all__ = [
     "get_deployment",
     "get_run",
     "late_flow_runs",
+    "get_task_run",
     "lineage",
     "list_deployments",
     "list_flow_runs",
@@ -258,8 +260,20 @@ def get_run(rm: ReadModel, flow_run_id: str) -> RunDetail:
     )
 
 
-WAITING_TO_START = ("Scheduled", "Late")
-"""The states of requested runs an executor may claim (AwaitingRetry is a live engine's)."""
+def get_task_run(rm: ReadModel, task_run_id: str) -> TaskRun:
+    """One task run, by its id."""
+    rm.refresh()
+    with rm.reading("runs") as (conn, tables):
+        task_runs = tables["task_runs"]
+        row = conn.execute(select(task_runs).where(task_runs.c.key == task_run_id)).mappings().first()
+    if row is None:
+        raise RunNotFound(task_run_id)
+    return task_run_model(row)
+
+
+WAITING_TO_START = ("Scheduled", "Late", "Resuming")
+"""The states of requested runs an executor may claim (AwaitingRetry is a live engine's;
+`Resuming` is a suspended run that was resumed)."""
 
 
 def due_flow_runs(

@@ -18,7 +18,7 @@ from ledgerflow.runtime.eventlog import EventLog
 from ledgerflow.runtime.results import ResultStore
 from ledgerflow.runtime.writer import EventWriter
 
-__all__ = ["Runtime", "current", "for_home", "install", "reset"]
+__all__ = ["Runtime", "current", "for_home", "install", "installed", "reset"]
 
 
 @dataclass
@@ -38,6 +38,10 @@ class Runtime:
         self.results.close()
         if self.store is not None:
             self.store.close()
+        else:
+            close = getattr(self.log, "close", None)  # the API server's client: its connections
+            if close is not None:
+                close()
 
 
 _lock = threading.Lock()
@@ -51,6 +55,11 @@ def current() -> Runtime:
             if _current is None:
                 _current = _from_settings(load_settings())
                 atexit.register(reset)
+    return _current
+
+
+def installed() -> Runtime | None:
+    """The process's runtime if one is open (without opening one)."""
     return _current
 
 

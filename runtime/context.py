@@ -75,6 +75,8 @@ class FlowRunContext:
     """Task runs handed to the task runner, so a crashing flow can account for those not started."""
     produced_by: dict[int, tuple[UUID, Any]] = field(default_factory=dict)
     """id(value) -> (task run that returned it, the value kept alive) for lineage by identity."""
+    pauses: int = 0
+    """How many times this execution called pause_flow_run / suspend_flow_run (their default keys)."""
     flow_run_id: str = field(init=False)
     """The run's id as events carry it."""
 

@@ -11,7 +11,7 @@ CLI, `Crashed` from the crash monitor. The engine learns of such events two ways
   of a cancel in time.
 
 A run asked to stop starts no more task runs, cancels its async task runs, lets sync ones
-finish their current call, and ends `Cancelled`.
+finish their current call, and ends `Cancelled` (or stays `Suspended` when that was the word).
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ __all__ = ["CONTROL_TYPES", "ControlWatcher", "FlowRunCancelled", "FlowRunContro
 
 _log = logging.getLogger("ledgerflow.runs")
 
-CONTROL_TYPES = ("flow-run.Cancelling", "flow-run.Cancelled", "flow-run.Crashed")
-"""State changes other actors write into a running flow run's stream."""
+CONTROL_TYPES = ("flow-run.Cancelling", "flow-run.Cancelled", "flow-run.Crashed", "flow-run.Suspended")
+"""State changes other actors write into a running flow run's stream (`Suspended`: from
+outside, by `suspend_flow_run(flow_run_id=...)`; the run stops and is executed again once resumed)."""
 T = TypeVar("T")
-_STOPPING = frozenset({StateType.CANCELLING, StateType.CANCELLED, StateType.CRASHED})
+_STOPPING = frozenset({StateType.CANCELLING, StateType.CANCELLED, StateType.CRASHED, StateType.PAUSED})
 
 
 class FlowRunCancelled(BaseException):
@@ -62,10 +63,12 @@ class FlowRunControl:
 
     # -- the rule book --------------------------------------------------------------------
 
-    def propose(self, name: str, now: datetime, scheduled: datetime | None = None) -> Decision:
+    def propose(
+        self, name: str, now: datetime, scheduled: datetime | None = None, pause_expiration: datetime | None = None,
+    ) -> Decision:
         """Ask `decide` whether the run may move to `name`; on acceptance it has."""
         with self._lock:
-            proposed = RunState(STATE_NAMES[name], name, scheduled)
+            proposed = RunState(STATE_NAMES[name], name, scheduled, pause_expiration)
             decision = decide(self.state, proposed, now)
             if isinstance(decision, Accepted):
                 self.state = proposed

@@ -31,14 +31,15 @@ from ledgerflow.events.transitions import RunState
 from ledgerflow.runtime import config
 from ledgerflow.runtime.entrypoints import EntrypointError, load_entrypoint
 from ledgerflow.runtime.flow_engine import AdoptedRun, FlowRun
-from ledgerflow.runtime.replays import ReplayError, ReplayOptions, plan_replay, request_replay
+from ledgerflow.runtime.replays import ReplayError, ReplayOptions, ReplayPlan, plan_replay, request_replay, resume_plan
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.states import State
 
 __all__ = ["ReplayError", "RunAlreadyClaimed", "RunAwaitsConcurrency", "RunNotAdoptable", "RunNotFound", "execute_flow_run", "replay"]
 
-_CLAIMABLE = frozenset({"Scheduled", "Late"})
-"""Requested runs waiting for an executor (AwaitingRetry is a live engine's own wait)."""
+_CLAIMABLE = frozenset({"Scheduled", "Late", "Resuming"})
+"""Requested runs waiting for an executor (AwaitingRetry is a live engine's own wait);
+`Resuming`: a suspended run that was resumed, executed again from the start."""
 
 
 class RunNotAdoptable(Exception):
@@ -97,7 +98,13 @@ def execute_flow_run(
         deployment_id=created.get("deployment_id"),
     )
     replay_of = created.get("replay_of")
-    plan = plan_replay(runtime.log, replay_of, ReplayOptions.of(created.get("replay_options"))) if replay_of else None
+    if any(e.type == "flow-run.Resuming" for e in history.events):
+        # A resumed suspension: the run starts again and reuses what it completed before.
+        plan: ReplayPlan | None = resume_plan(runtime.log, str(run_id))
+    elif replay_of:
+        plan = plan_replay(runtime.log, replay_of, ReplayOptions.of(created.get("replay_options")))
+    else:
+        plan = None
     run = FlowRun(flow_, parameters, adopted=adopted, record_created=not history.created, replay=plan)
     if flow_.is_async:
         import asyncio

@@ -326,10 +326,11 @@ class FlowRun:
             raise error
         self.context.task_runner.shutdown()
         if isinstance(error, Pause):
-            self._transition("Paused", attempt=self.attempt, message=str(error))
+            name = getattr(error, "state_name", "Paused")  # suspend_flow_run() wrote Suspended already
+            self._transition(name, attempt=self.attempt, message=str(error))
             if self.parent_task is not None:
                 self.parent_task.failed(error)
-            return State(StateType.PAUSED, "Paused", str(error), flow_run_id=self.flow_run_id, exception=error)
+            return State(StateType.PAUSED, name, str(error), flow_run_id=self.flow_run_id, exception=error)
         name = "TimedOut" if isinstance(error, TaskTimeout) else "Failed"
         if self.attempt <= self.flow.retries and not isinstance(error, Abort):
             due = utcnow() + timedelta(seconds=self.flow.retry_delay_seconds)
@@ -360,6 +361,11 @@ class FlowRun:
                 task_run.cancelled()
         reason = message or self.control.reason or (self.control.parent.reason if self.control.parent else None)
         message = reason or (error_message(error) if error is not None and not isinstance(error, FlowRunCancelled) else "cancelled")
+        suspended = self.control.state
+        if suspended is not None and suspended.type == StateType.PAUSED:
+            # Suspended from outside: the process ends here; resumed, the run is executed again.
+            run_logger(self.context).warning("Flow run suspended: %s", message)
+            return State(StateType.PAUSED, suspended.name, message, flow_run_id=self.flow_run_id)
         self._transition("Cancelled", attempt=max(self.attempt, 1), message=message)
         logged = self.control.state
         name = logged.name if logged is not None and logged.type in TERMINAL and logged.name != "Cancelled" else "Cancelled"

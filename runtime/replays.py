@@ -39,6 +39,7 @@ __all__ = [
     "Verdict",
     "plan_replay",
     "request_replay",
+    "resume_plan",
 ]
 
 _log = logging.getLogger("ledgerflow.runs")
@@ -209,6 +210,23 @@ def plan_replay(log: EventLog, original: str, options: ReplayOptions = ReplayOpt
             priors.setdefault(identity, prior)
             ordered.append((identity, prior))
     return ReplayPlan(original, priors, options, ordered, cut)
+
+
+def resume_plan(log: EventLog, flow_run_id: str) -> ReplayPlan:
+    """What a resumed suspended run may reuse of its own earlier executions: each task call
+    that completed with a stored result (the latest such, when it ran more than once)."""
+    events = log.read_stream(flow_run_stream(flow_run_id), types=_PLAN_TYPES)
+    priors: dict[Identity, Prior] = {}
+    ordered: list[tuple[Identity, Prior]] = []
+    for identity, prior in priors_of(events):
+        if prior.child_flow_run_id is not None:
+            prior = _subflow_outcome(log, prior)
+        if identity is None:
+            continue
+        if prior.reusable or identity not in priors:
+            priors[identity] = prior
+        ordered.append((identity, prior))
+    return ReplayPlan(flow_run_id, priors, ReplayOptions(), ordered)
 
 
 def _subflow_outcome(log: EventLog, stand_in: Prior) -> Prior:

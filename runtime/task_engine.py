@@ -33,7 +33,9 @@ from ledgerflow.runtime.logging import get_logger, run_logger
 from ledgerflow.runtime.rendering import error_info, error_message, json_safe, run_name
 from ledgerflow.runtime.replays import Prior
 from ledgerflow.runtime.signals import Abort, Fail, Pause
+from ledgerflow.runtime.process_pool import remote_runner
 from ledgerflow.runtime.states import State, log_name
+from ledgerflow.runtime.transactions import join_transaction
 
 if TYPE_CHECKING:
     from ledgerflow.runtime.tasks import Task
@@ -259,6 +261,7 @@ class TaskRun:
                 index.put(self.cache_key, self.task_run_id_text, result, self.task.cache_expiration)
         self._transition("Completed", **data)
         self._produced(value)
+        join_transaction(self, value)  # inside `with transaction():` it commits or rolls back with it
         return self._completed(value, "Completed")
 
     def failed(self, error: BaseException) -> State | float:
@@ -358,7 +361,11 @@ def run_sync(run: TaskRun) -> State:
         context = run.context()
         token = task_run_var.set(context)
         try:
-            value = call_with_timeout(run.task.fn, args, kwargs, run.task.timeout_seconds, "task run")
+            remote = remote_runner()  # a ProcessPoolTaskRunner: the call runs in a worker process
+            if remote is not None:
+                value = remote.call(run.task, args, kwargs, run.task.timeout_seconds)
+            else:
+                value = call_with_timeout(run.task.fn, args, kwargs, run.task.timeout_seconds, "task run")
         except BaseException as error:  # noqa: BLE001 - every outcome is recorded
             task_run_var.reset(token)
             outcome = run.failed(error)
@@ -408,7 +415,8 @@ async def run_async(run: TaskRun) -> State:
         run.running()
         token = task_run_var.set(run.context())
         try:
-            call = run.task.fn(*args, **kwargs)
+            remote = remote_runner()
+            call = remote.call_async(run.task, args, kwargs) if remote is not None else run.task.fn(*args, **kwargs)
             value = await run_cancellable(control, call, run.task.timeout_seconds) if inspect.iscoroutine(call) else call
         except BaseException as raised:  # noqa: BLE001 - every outcome is recorded
             task_run_var.reset(token)

@@ -95,6 +95,8 @@ class Task(Generic[P, R]):
         self.log_prints = log_prints
         self.hooks = Hooks(on_completion=on_completion, on_failure=on_failure, on_running=on_running,
                            on_cancellation=on_cancellation, on_crashed=on_crashed)
+        self.on_commit_hooks: list[Callable[..., Any]] = []
+        self.on_rollback_hooks: list[Callable[..., Any]] = []
         self.task_key = f"{fn.__module__}.{fn.__qualname__}"
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = signature
@@ -117,13 +119,25 @@ class Task(Generic[P, R]):
             "task_run_name": self.task_run_name, "log_prints": self.log_prints,
             **{kind: list(hooks) for kind, hooks in self.hooks.by_kind.items()},
         }
-        return Task(self.fn, **{**current, **options})
+        clone = Task(self.fn, **{**current, **options})
+        clone.on_commit_hooks, clone.on_rollback_hooks = list(self.on_commit_hooks), list(self.on_rollback_hooks)
+        return clone
 
     def on_completion(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         return self.hooks.add("on_completion", hook)
 
     def on_failure(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         return self.hooks.add("on_failure", hook)
+
+    def on_commit(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """Run `hook(transaction)` when the transaction this task's run completed in commits."""
+        self.on_commit_hooks.append(hook)
+        return hook
+
+    def on_rollback(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """Run `hook(transaction)` when the transaction this task's run completed in rolls back."""
+        self.on_rollback_hooks.append(hook)
+        return hook
 
     def on_running(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         return self.hooks.add("on_running", hook)

@@ -65,6 +65,20 @@ class ApiClient:
             raise ApiError(f"HTTP {response.status_code}: {_detail(response)}")
         return str(orjson.loads(response.content)["type"]).partition(".")[2]
 
+    def resume_flow_run(self, run_id: str, run_input: dict[str, Any] | None = None) -> str:
+        """`POST /api/flow-runs/{id}/resume`; the state name the run is now in."""
+        try:
+            response = self.http.post(f"/api/flow-runs/{run_id}/resume", json={"run_input": run_input})
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"the API server at {self.http.base_url} cannot be reached: {exc}") from exc
+        if response.status_code == 404:
+            raise RunNotFound(run_id)
+        if response.status_code == 409:
+            raise RunStateConflict(_detail(response))
+        if response.status_code != 200:
+            raise ApiError(f"HTTP {response.status_code}: {_detail(response)}")
+        return str(orjson.loads(response.content)["type"]).partition(".")[2]
+
     def read_events(
         self, after: str | None = None, limit: int = 100, types: Sequence[str] | None = None, last: int | None = None
     ) -> list[StoredEvent]:

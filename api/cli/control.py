@@ -1,4 +1,4 @@
-"""`ledgerflow flow-run cancel`, `execute` and `replay`: change a run from outside its engine.
+"""`ledgerflow flow-run cancel`, `resume`, `execute` and `replay`: change a run from outside its engine.
 
 All work on the embedded store, and against a server when `LEDGERFLOW_API_URL` is set.
 `replay` exits 0 when the replay completed and 1 otherwise.
@@ -20,12 +20,12 @@ from ledgerflow.api.cli.console import err, fail, out, table
 from ledgerflow.api.cli.context import opened_store
 from ledgerflow.api.cli.runs import STATE_STYLES
 from ledgerflow.events import EventStoreError, load_settings
-from ledgerflow.events.runs import RunNotFound, RunStateConflict, cancel_flow_run
+from ledgerflow.events.runs import RunNotFound, RunStateConflict, cancel_flow_run, resume_flow_run
 
 if TYPE_CHECKING:
     from ledgerflow.runtime.replays import Verdict
 
-__all__ = ["cancel", "execute", "replay"]
+__all__ = ["cancel", "execute", "replay", "resume"]
 
 EXIT_FAILED_RUN = 1
 EXIT_CLAIMED_ELSEWHERE = 3
@@ -52,6 +52,38 @@ def cancel(
     except EventStoreError as exc:
         fail(str(exc).splitlines()[0])
     out.print(f"flow run {run_id} is now [bold]{name}[/]")
+
+
+def resume(
+    run_id: Annotated[str, typer.Argument(help="Id of a Paused or Suspended flow run.")],
+    run_input: Annotated[str | None, typer.Option("--input", "-i", help="The input it waits for, as a JSON object.")] = None,
+) -> None:
+    """Resume a paused flow run (it goes on), or a suspended one (it is executed again)."""
+    given: dict[str, Any] | None = None
+    if run_input is not None:
+        try:
+            given = orjson.loads(run_input)
+        except orjson.JSONDecodeError as exc:
+            fail(f"--input is not JSON: {exc}", """e.g. --input '{"name": "Ada"}'""")
+        if not isinstance(given, dict):
+            fail("--input must be a JSON object", """e.g. --input '{"name": "Ada"}'""")
+    settings = load_settings()
+    try:
+        if settings.api_url:
+            with ApiClient(settings.api_url, settings.api_key) as client:
+                name = client.resume_flow_run(run_id, given)
+        else:
+            with opened_store() as store:
+                name = resume_flow_run(store, run_id, given, actor="cli").type.partition(".")[2]
+    except RunNotFound:
+        fail(f"no flow run with id {run_id!r}", "list runs with: ledgerflow flow-run ls")
+    except RunStateConflict as exc:
+        fail(str(exc))
+    except EventStoreError as exc:
+        fail(str(exc).splitlines()[0])
+    out.print(f"flow run {run_id} is now [bold]{name}[/]")
+    if name == "Resuming":
+        out.print(f"it runs again when executed: by the server's runner, or `ledgerflow flow-run execute {run_id}`")
 
 
 def execute(

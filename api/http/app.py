@@ -66,8 +66,8 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    for router in (system.router, events.router, events.stream_router, events.streams_router, runs.router, runs.write_router, runs.analytics_router,
-                   *automations.ROUTERS, deployments.router, deployments.write_router):
+    for router in (system.router, events.router, events.stream_router, events.streams_router, runs.router, runs.write_router,
+                   runs.task_runs_router, runs.analytics_router, *automations.ROUTERS, deployments.router, deployments.write_router):
         app.include_router(router)
     install_docs(app, _TITLE)
     app.include_router(dashboard.router)

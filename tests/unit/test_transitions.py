@@ -26,13 +26,21 @@ S = StateType
 
 def expected(current: RunState | None, proposed: RunState) -> type:
     """The policy, written out as a table of plain conditions."""
+    if proposed.name == "RolledBack":
+        return Accepted if current is not None and current.name == "Completed" else Rejected
     if current is not None and current.type in TERMINAL:
         return Rejected
     if current is None:
-        return Accepted if proposed.type in (S.SCHEDULED, S.PENDING) else Rejected
+        return Accepted if proposed.type in (S.SCHEDULED, S.PENDING) and proposed.name != "Resuming" else Rejected
     if current.type == S.CANCELLING and proposed.type not in TERMINAL:
         return Rejected
     if current.type in (S.RUNNING, S.PAUSED) and proposed.type == S.PENDING:
+        return Rejected
+    if proposed.name == "Resuming" and current.type != S.PAUSED:
+        return Rejected
+    if current.type == S.PAUSED and proposed.type == S.PAUSED:
+        return Rejected
+    if current.name == "Suspended" and proposed.type == S.RUNNING:
         return Rejected
     if proposed.name == "Completed" and current.type not in (S.RUNNING, S.CANCELLING):
         return Rejected

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ledgerflow.api.http.deps import ReadModelDep, StoreDep, require
 from ledgerflow.api.http.schemas import EventOut, event_json
 from ledgerflow.api.keys import Scope
-from ledgerflow.events.runs import cancel_flow_run
+from ledgerflow.events.runs import RunNotDue, cancel_flow_run, propose_flow_run_state, resume_flow_run
+from ledgerflow.events.states import STATE_NAMES
+from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.runtime.replays import ReplayOptions, plan_replay, request_replay
 from ledgerflow.projections import queries
 from ledgerflow.projections.models import (
@@ -23,12 +25,14 @@ from ledgerflow.projections.models import (
     RunDetail,
     RunHistory,
     RunSnapshot,
+    TaskRun,
 )
 
-__all__ = ["analytics_router", "router", "write_router"]
+__all__ = ["analytics_router", "router", "task_runs_router", "write_router"]
 
 router = APIRouter(prefix="/api/flow-runs", tags=["flow runs"], dependencies=[Depends(require(Scope.READ))])
 write_router = APIRouter(prefix="/api/flow-runs", tags=["flow runs"], dependencies=[Depends(require(Scope.WRITE))])
+task_runs_router = APIRouter(prefix="/api/task-runs", tags=["task runs"], dependencies=[Depends(require(Scope.READ))])
 analytics_router = APIRouter(prefix="/api/analytics", tags=["analytics"], dependencies=[Depends(require(Scope.READ))])
 
 RunId = Annotated[str, Path(min_length=1, max_length=100)]
@@ -117,6 +121,36 @@ def flow_run_as_of(
     return queries.run_as_of(rm, flow_run_id, cursor=cursor, at=time)
 
 
+@task_runs_router.get("/{task_run_id}", response_model=TaskRun)
+def get_task_run(rm: ReadModelDep, task_run_id: RunId) -> TaskRun:
+    """One task run, by its id."""
+    return queries.get_task_run(rm, task_run_id)
+
+
+class SetStateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=40, description=f"A state name: {', '.join(STATE_NAMES)}")
+    message: str | None = Field(default=None, max_length=1000)
+    force: bool = Field(default=False, description="Skip the rules (an operator's override)")
+
+
+@write_router.post(
+    "/{flow_run_id}/set-state",
+    response_model=EventOut,
+    responses={404: {"description": "no such run"},
+               409: {"description": "the rules refuse it (`until` set when it is only too early)"},
+               422: {"description": "unknown state name"}},
+)
+def set_state(store: StoreDep, flow_run_id: RunId, body: SetStateRequest) -> Any:
+    """Propose a state for the run; the rule book decides (unless `force`)."""
+    try:
+        event = propose_flow_run_state(store, flow_run_id, body.name, message=body.message, force=body.force, actor="api")
+    except RunNotDue as exc:
+        return OrjsonResponse({"detail": str(exc), "until": exc.until.isoformat()}, 409)
+    return event_json(event)
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -131,6 +165,25 @@ class CancelRequest(BaseModel):
 def cancel(store: StoreDep, flow_run_id: RunId, body: CancelRequest | None = None) -> dict[str, object]:
     """Cancel the run: `Cancelled` if it has not started, else `Cancelling`."""
     return event_json(cancel_flow_run(store, flow_run_id, body.message if body else None))
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_input: dict[str, Any] | None = Field(default=None, description="The input the run waits for (its pause's schema)")
+
+
+@write_router.post(
+    "/{flow_run_id}/resume",
+    response_model=EventOut,
+    responses={404: {"description": "no such run"},
+               409: {"description": "not paused, or its pause expired (the run is Failed now)"},
+               422: {"description": "the input is missing, unexpected or does not fit the schema"}},
+)
+def resume(store: StoreDep, flow_run_id: RunId, body: ResumeRequest | None = None) -> dict[str, object]:
+    """Resume a paused run (`Running`: its flow goes on) or a suspended one (`Resuming`: the
+    server's runner executes it again, reusing its completed task results)."""
+    return event_json(resume_flow_run(store, flow_run_id, body.run_input if body else None, actor="api"))
 
 
 class ReplayRequest(BaseModel):

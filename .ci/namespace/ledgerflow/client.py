@@ -1,0 +1,1 @@
+../../../ledgerflow/client.py
