@@ -114,7 +114,10 @@ class IntervalSchedule(_Schedule):
     def _aware_anchor(self) -> IntervalSchedule:
         if self.anchor_date.tzinfo is None:
             object.__setattr__(self, "anchor_date", self.anchor_date.replace(tzinfo=_zone(self.timezone)))
-        object.__setattr__(self, "anchor_date", self.anchor_date.astimezone(UTC))
+        try:
+            object.__setattr__(self, "anchor_date", self.anchor_date.astimezone(UTC))
+        except OverflowError:
+            raise ValueError(f"anchor_date {self.anchor_date.isoformat()} is out of range in UTC") from None
         return self
 
     def describe(self) -> str:

@@ -92,7 +92,10 @@ def _decode_cursor(value: str) -> tuple[datetime, str]:
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise InvalidQuery(f"{name} must be timezone-aware")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidQuery(f"{name} {value.isoformat()} is out of range in UTC") from None
 
 
 def _like_json(value: str) -> str:
