@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 
 from ledgerflow.events.tables import consumer_checkpoints, events, schema_versions, streams
 from ledgerflow.events.transactions import write_connection
@@ -39,6 +39,11 @@ def apply_migrations(
 ) -> int:
     """Bring `component` up to `target` (default: the newest); return the version reached."""
     goal = target if target is not None else max(m.version for m in migrations)
+    # Most opens find the schema current: say so from a read, without the write transaction that
+    # every process opening the database would otherwise queue for (SQLite has one writer).
+    reached = _current_if_readable(engine, component)
+    if reached is not None and reached >= goal:
+        return reached
     with write_connection(engine) as conn:
         with conn.begin():
             _serialise_migrators(conn)
@@ -53,6 +58,14 @@ def apply_migrations(
                     _record(conn, component, version, migration.version)
                     version = migration.version
     return version
+
+
+def _current_if_readable(engine: Engine, component: str) -> int | None:
+    """The component's version by a plain read; None when the table is not there yet."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(schema_versions.name):
+            return None
+        return current_version(conn, component)
 
 
 def _serialise_migrators(conn: Connection) -> None:

@@ -270,20 +270,18 @@ class PostgresEventStore(SqlEventStore):
         return True
 
     def _send_notifications(self) -> None:
-        conn: psycopg.Connection[Any] | None = None
+        # A pooled writer connection, not one of its own: a process that appends then holds
+        # one connection fewer, which matters when a runner forks a hundred of them.
         while not self.closed:
             if not self._announce_pending.wait(timeout=0.5):
                 continue
             self._announce_pending.clear()
             try:
-                conn = conn or self._connect()
-                conn.execute(f"NOTIFY {CHANNEL}")
-            except psycopg.Error:
-                conn = None  # subscribers elsewhere fall back to polling until we reconnect
-                time.sleep(0.5)
+                with self._writers.connection() as conn:
+                    conn.execute(f"NOTIFY {CHANNEL}")
+            except (psycopg.Error, PoolTimeout):
+                time.sleep(0.5)  # subscribers elsewhere fall back to polling meanwhile
             time.sleep(_NOTIFY_SPACING)
-        if conn is not None:
-            conn.close()
 
     def _receive_notifications(self) -> None:
         while not self.closed:

@@ -13,7 +13,7 @@ import os
 import socket
 from datetime import datetime
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
 from ledgerflow.events.model import utcnow
@@ -34,6 +34,9 @@ from ledgerflow.runtime.flow_engine import AdoptedRun, FlowRun
 from ledgerflow.runtime.replays import ReplayError, ReplayOptions, ReplayPlan, plan_replay, request_replay, resume_plan
 from ledgerflow.runtime.signals import ParameterValidationError
 from ledgerflow.runtime.states import State
+
+if TYPE_CHECKING:
+    from ledgerflow.runtime.flows import Flow
 
 __all__ = ["ReplayError", "RunAlreadyClaimed", "RunAwaitsConcurrency", "RunNotAdoptable", "RunNotFound", "execute_flow_run", "replay"]
 
@@ -65,29 +68,17 @@ def execute_flow_run(
     """
     runtime = config.current()
     run_id = UUID(str(flow_run_id)) if not isinstance(flow_run_id, UUID) else flow_run_id
+    # Load the flow before the claim, which may wait for the scheduled time: when it comes, the
+    # run starts at once (a runner that prefetches runs due soon relies on this).
+    ahead = _request_of(read_flow_run(runtime.log, run_id))
+    prepared = _prepare(ahead, chdir)
     history, claimed = _claim(runtime, run_id, wait, executor)
     created = _request_of(history)
-    entrypoint = created.get("entrypoint")
-    if not entrypoint:
-        _give_back(runtime, history, claimed, "the run records no entrypoint to load its flow from")
-    working_dir = created.get("working_dir")
-    if chdir and working_dir:
-        try:
-            os.chdir(working_dir)
-        except OSError as exc:
-            _give_back(runtime, history, claimed, f"cannot work in {working_dir}: {exc}")
-    try:
-        flow_ = load_entrypoint(entrypoint, working_dir)
-    except EntrypointError as exc:
-        _give_back(runtime, history, claimed, str(exc))
-    from ledgerflow.runtime.flows import Flow
-
-    if not isinstance(flow_, Flow):
-        _give_back(runtime, history, claimed, f"{entrypoint} is a {type(flow_).__name__}, not a @flow")
-    try:
-        parameters = flow_.validated((), dict(created.get("parameters") or {}))
-    except ParameterValidationError as exc:
-        _give_back(runtime, history, claimed, str(exc))
+    if any(created.get(k) != ahead.get(k) for k in ("entrypoint", "working_dir", "parameters")):
+        prepared = _prepare(created, chdir)  # the request changed while we waited
+    if isinstance(prepared, str):
+        _give_back(runtime, history, claimed, prepared)
+    flow_, parameters = prepared
     adopted = AdoptedRun(
         flow_run_id=run_id,
         run_name=str(created.get("run_name") or f"{flow_.name}-{run_id.hex[-8:]}"),
@@ -116,6 +107,31 @@ def execute_flow_run(
         return asyncio.run(drive())
     with run.guarded():
         return run.drive_sync()
+
+
+def _prepare(request: dict[str, Any], chdir: bool) -> tuple[Flow[..., Any], dict[str, Any]] | str:
+    """The flow and parameters of a request, or why they cannot be had."""
+    from ledgerflow.runtime.flows import Flow
+
+    entrypoint = request.get("entrypoint")
+    if not entrypoint:
+        return "the run records no entrypoint to load its flow from"
+    working_dir = request.get("working_dir")
+    if chdir and working_dir:
+        try:
+            os.chdir(working_dir)
+        except OSError as exc:
+            return f"cannot work in {working_dir}: {exc}"
+    try:
+        flow_ = load_entrypoint(entrypoint, working_dir)
+    except EntrypointError as exc:
+        return str(exc)
+    if not isinstance(flow_, Flow):
+        return f"{entrypoint} is a {type(flow_).__name__}, not a @flow"
+    try:
+        return flow_, flow_.validated((), dict(request.get("parameters") or {}))
+    except ParameterValidationError as exc:
+        return str(exc)
 
 
 def _scheduled_time(history: FlowRunHistory) -> datetime | None:

@@ -53,6 +53,7 @@ def _execute_in_child(run_id: str, settings: ChildSettings) -> None:
     for name in ("LEDGERFLOW_API_URL", "LEDGERFLOW_API_KEY"):
         os.environ.pop(name, None)
     os.environ.update(settings.environ())
+    from ledgerflow.events.errors import StoreUnavailable
     from ledgerflow.runtime import config
     from ledgerflow.runtime.execute import RunNotAdoptable, execute_flow_run
 
@@ -61,6 +62,9 @@ def _execute_in_child(run_id: str, settings: ChildSettings) -> None:
     except RunNotAdoptable as exc:  # claimed elsewhere, cancelled meanwhile: nothing to do
         _log.info("run %s not executed: %s", run_id, exc)
         return
+    except StoreUnavailable as exc:  # one line per child, not a traceback each
+        _log.warning("run %s not started, the event store is unavailable: %s", run_id, exc)
+        raise SystemExit(1) from None
     finally:
         config.reset()
     if not state.is_completed():

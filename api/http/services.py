@@ -62,9 +62,14 @@ def projection_service(read_model: ReadModel) -> LoopService:
 def runner_service(state: ServerState, api: ApiSettings, settings: Settings) -> RunLauncher:
     """The built-in runner: due requested runs of the built-in pools, each in a child process."""
 
+    prefetch = timedelta(seconds=api.runner_prefetch_seconds)
+
     def due(limit: int) -> list[str]:
+        # Runs due within the prefetch window start now and wait in their process for their
+        # time: the flow is loaded by then, so the run starts when it is due, not seconds later.
         try:
-            return queries.due_flow_runs(state.read_model, pools=BUILTIN_POOLS, limit=limit)
+            return queries.due_flow_runs(state.read_model, pools=BUILTIN_POOLS, now=utcnow() + prefetch,
+                                         limit=min(limit, queries.MAX_PAGE))
         except EventStoreError:  # the database went away: nothing is due until it is back
             return []
 

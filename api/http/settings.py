@@ -46,6 +46,9 @@ class ApiSettings(BaseModel):
     """Materialise deployments' scheduled runs, and mark runs not started in time `Late`."""
     runner_concurrency: int = Field(default=8, ge=1, le=256)
     """Runs the built-in runner executes at once (`LEDGERFLOW_RUNNER_CONCURRENCY`)."""
+    runner_prefetch_seconds: float = Field(default=10.0, ge=0, le=3600)
+    """How long before its scheduled time the built-in runner starts a run's process, which then
+    waits with its flow loaded (Prefect's worker prefetch)."""
     run_automations: bool = True
     """Run the automation engine (rules on the log that notify and act on runs)."""
 
