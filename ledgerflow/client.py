@@ -7,7 +7,7 @@
 
 It reads flow runs, task runs and logs (with Prefect-shaped filters and sorts), one flow run or
 task run, proposes a run's state (through the rule book, `events.transitions.decide`; `force`
-skips it), cancels and resumes runs. It talks to the API server when `LEDGERFLOW_API_URL` is
+skips it), cancels and resumes runs, reads deployments and requests their runs. It talks to the API server when `LEDGERFLOW_API_URL` is
 set, and otherwise reads and writes the embedded store directly (the same projections the
 server serves). Filters the server cannot apply are applied here, on the pages it returns.
 
@@ -18,6 +18,7 @@ This module may import the projections and the runtime; the runtime never import
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -30,6 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledgerflow.events import EventStore, EventStoreError, StoredEvent, StoreUnavailable, load_settings, open_store
 from ledgerflow.events import runs as run_cases
+from ledgerflow.events.deployments import (
+    DeploymentNotFound,
+    InvalidParameters,
+    deployment_id,
+    read_deployment,
+    request_deployment_run,
+)
 from ledgerflow.events.states import STATE_NAMES, StateType
 from ledgerflow.projections import models
 from ledgerflow.projections import queries
@@ -62,7 +70,7 @@ __all__ = [
     "TaskRunFilterStartTime",
     "TaskRunFilterState",
     "TaskRunFilterTags",
-    "DeploymentsUnavailable",
+    "Deployment",
     "FlowFilter",
     "FlowRun",
     "FlowRunFilter",
@@ -89,8 +97,24 @@ class ObjectNotFound(LookupError):
     """No run with that id."""
 
 
-class DeploymentsUnavailable(NotImplementedError):
-    """Deployments are not part of this version of ledgerflow yet."""
+class Deployment(BaseModel):
+    """A deployment as Prefect's client shows it (`name` is the deployment's own name)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    name: str
+    flow_name: str
+    entrypoint: str
+    path: str | None
+    parameters: dict[str, Any]
+    tags: list[str]
+    work_pool_name: str | None
+    work_queue_name: str | None
+    concurrency_limit: int | None
+    paused: bool
+    description: str | None
+    version: str | None
 
 
 # -- what the client returns ------------------------------------------------------------------
@@ -415,6 +439,8 @@ class _Backend(Protocol):
     def set_state(self, flow_run_id: str, name: str, message: str | None, force: bool) -> StoredEvent: ...
     def cancel(self, flow_run_id: str) -> StoredEvent: ...
     def resume(self, flow_run_id: str, run_input: dict[str, Any] | None) -> StoredEvent: ...
+    def deployment(self, ident: str) -> Deployment: ...
+    def run_deployment(self, ident: str, parameters: dict[str, Any] | None, scheduled_time: datetime | None) -> str: ...
     def close(self) -> None: ...
 
 
@@ -451,6 +477,22 @@ class _Embedded:
     def resume(self, flow_run_id: str, run_input: dict[str, Any] | None) -> StoredEvent:
         return run_cases.resume_flow_run(self.store, flow_run_id, run_input, actor="client")
 
+    def deployment(self, ident: str) -> Deployment:
+        found = read_deployment(self.store, ident)
+        if found is None or found.deleted:
+            raise DeploymentNotFound(ident)
+        spec = found.spec
+        return Deployment(id=UUID(found.id), name=spec.name, flow_name=spec.flow_name, entrypoint=spec.entrypoint,
+                          path=spec.working_dir, parameters=spec.parameters, tags=spec.tags,
+                          work_pool_name=spec.work_pool, work_queue_name=spec.work_queue,
+                          concurrency_limit=spec.concurrency_limit, paused=found.paused,
+                          description=spec.description, version=spec.version)
+
+    def run_deployment(self, ident: str, parameters: dict[str, Any] | None, scheduled_time: datetime | None) -> str:
+        event = request_deployment_run(self.store, ident, parameters=parameters, scheduled_time=scheduled_time,
+                                       actor="client")
+        return str(event.data["flow_run_id"])
+
     def close(self) -> None:
         if self.owned:
             self.store.close()
@@ -468,13 +510,17 @@ class _Remote:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"the API server at {self.http.base_url} cannot be reached: {exc}") from exc
-        if response.status_code == 200:
+        if response.is_success:
             return orjson.loads(response.content)
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             body = {"detail": response.text[:200]}
         detail = str(body.get("detail", response.text[:200]))
+        if response.status_code == 404 and path.startswith("/api/deployments/"):
+            raise DeploymentNotFound(path.split("/")[3])
+        if response.status_code == 422 and path.startswith("/api/deployments/"):
+            raise InvalidParameters(detail)
         if response.status_code == 404:
             raise run_cases.RunNotFound(path.split("/")[3] if path.count("/") >= 3 else path)
         if response.status_code == 409:
@@ -516,6 +562,20 @@ class _Remote:
 
     def resume(self, flow_run_id: str, run_input: dict[str, Any] | None) -> StoredEvent:
         return _event(self._call("POST", f"/api/flow-runs/{flow_run_id}/resume", json={"run_input": run_input}))
+
+    def deployment(self, ident: str) -> Deployment:
+        body = self._call("GET", f"/api/deployments/{ident}", params={})
+        return Deployment(id=UUID(body["id"]), name=body["deployment_name"], flow_name=body["flow_name"],
+                          entrypoint=body["entrypoint"], path=body["working_dir"], parameters=body["parameters"],
+                          tags=body["tags"], work_pool_name=body["work_pool"], work_queue_name=body["work_queue"],
+                          concurrency_limit=body["concurrency_limit"], paused=body["paused"],
+                          description=body["description"], version=body["version"])
+
+    def run_deployment(self, ident: str, parameters: dict[str, Any] | None, scheduled_time: datetime | None) -> str:
+        body: dict[str, Any] = {"parameters": parameters or {}}
+        if scheduled_time is not None:
+            body["scheduled_time"] = scheduled_time.isoformat()
+        return str(self._call("POST", f"/api/deployments/{ident}/run", json=body)["flow_run_id"])
 
     def close(self) -> None:
         self.http.close()
@@ -738,14 +798,50 @@ class SyncLedgerflowClient:
 
     # -- deployments -------------------------------------------------------------------------
 
-    def create_flow_run_from_deployment(self, deployment_id: UUID | str, **options: Any) -> FlowRun:
-        raise DeploymentsUnavailable(
-            "deployments are not part of this version of ledgerflow yet; request a run of a flow's entrypoint "
-            "with `ledgerflow.events.runs.request_flow_run` instead"
-        )
+    def read_deployment(self, deployment_id: UUID | str) -> Deployment:
+        """One deployment by id (or `flow/deployment` name); ObjectNotFound if there is none."""
+        try:
+            return self._backend.deployment(_deployment_ref(deployment_id))
+        except DeploymentNotFound:
+            raise ObjectNotFound(f"deployment {deployment_id} not found") from None
 
-    def read_deployment(self, deployment_id: UUID | str) -> Any:
-        raise DeploymentsUnavailable("deployments are not part of this version of ledgerflow yet")
+    def read_deployment_by_name(self, name: str) -> Deployment:
+        """One deployment by its `flow-name/deployment-name`."""
+        if "/" not in name:
+            raise ValueError(f"{name!r} is not a deployment name: use 'flow-name/deployment-name'")
+        return self.read_deployment(name)
+
+    def create_flow_run_from_deployment(
+        self,
+        deployment_id: UUID | str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        state: State | None = None,
+        wait_seconds: float = 10.0,
+    ) -> FlowRun:
+        """Request a run of the deployment, with `parameters` over its own, now or at the
+        `scheduled_time` of a Scheduled `state`; the run as its views show it. The deployment's
+        work pool runs it. InvalidParameters if the flow does not take them."""
+        if state is not None and not state.is_scheduled():
+            raise ValueError(f"a deployment's run starts Scheduled, not {state.name}")
+        at = state.state_details.scheduled_time if state is not None else None
+        try:
+            run_id = self._backend.run_deployment(_deployment_ref(deployment_id), parameters, at)
+        except DeploymentNotFound:
+            raise ObjectNotFound(f"deployment {deployment_id} not found") from None
+        deadline = time.monotonic() + wait_seconds
+        while True:  # a server's views follow the log a moment later
+            try:
+                return self.read_flow_run(run_id)
+            except ObjectNotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def _deployment_ref(ident: UUID | str) -> str:
+    text = str(ident)
+    return str(deployment_id(text)) if "/" in text else text
 
 
 def _log(data: dict[str, Any], occurred: datetime) -> Log:
@@ -793,8 +889,14 @@ class LedgerflowClient:
     async def resume_flow_run(self, flow_run_id: UUID | str, run_input: dict[str, Any] | None = None) -> OrchestrationResult:
         return await asyncio.to_thread(self._sync.resume_flow_run, flow_run_id, run_input)
 
+    async def read_deployment(self, deployment_id: UUID | str) -> Deployment:
+        return await asyncio.to_thread(self._sync.read_deployment, deployment_id)
+
+    async def read_deployment_by_name(self, name: str) -> Deployment:
+        return await asyncio.to_thread(self._sync.read_deployment_by_name, name)
+
     async def create_flow_run_from_deployment(self, deployment_id: UUID | str, **options: Any) -> FlowRun:
-        return self._sync.create_flow_run_from_deployment(deployment_id, **options)
+        return await asyncio.to_thread(lambda: self._sync.create_flow_run_from_deployment(deployment_id, **options))
 
 
 def get_client(sync_client: bool = False) -> Any:

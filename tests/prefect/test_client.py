@@ -4,16 +4,18 @@ embedded store (SQLite and PostgreSQL) and against a live server."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ledgerflow import Cancelled, Completed, flow, get_client, get_run_logger, task
 from ledgerflow.api.http.app import create_app
 from ledgerflow.client import (
-    DeploymentsUnavailable,
+    FlowRun,
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -24,10 +26,17 @@ from ledgerflow.client import (
     SetStateStatus,
 )
 from ledgerflow.events import EventStore
+from ledgerflow.events.deployments import InvalidParameters, apply_deployment
+from ledgerflow.runtime.deployments import build_spec
 from ledgerflow.events.runs import request_flow_run
+from ledgerflow.runtime.states import Scheduled
 from ledgerflow.runtime import config
 from tests.api.conftest import api_settings, serving, settings_for
 from tests.prefect.conftest import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYMENT: dict[str, Any] = {"name": "nightly", "entrypoint": "tests/deployments/flows.py:double",
+                              "working_dir": str(REPO), "parameters": {"n": 2}, "tags": ["etl"]}
 
 
 @task
@@ -97,20 +106,40 @@ def _scripted(done: list[str], failed: str, waiting: str) -> None:
         forced = client.set_flow_run_state(waiting, Cancelled(), force=True)
         assert forced.status == SetStateStatus.ACCEPT and forced.state is not None and forced.state.is_cancelled()
         assert client.cancel_flow_run(done[0]).status == SetStateStatus.REJECT  # it already finished
-        with pytest.raises(DeploymentsUnavailable):
-            client.create_flow_run_from_deployment("some-deployment")
+
+        deployment = client.read_deployment_by_name("double/nightly")
+        assert (deployment.name, deployment.flow_name, deployment.parameters) == ("nightly", "double", {"n": 2})
+        assert client.read_deployment(deployment.id) == deployment
+        with pytest.raises(ObjectNotFound):
+            client.read_deployment_by_name("double/missing")
+        run = client.create_flow_run_from_deployment(deployment.id, parameters={"label": "y"})
+        assert (run.deployment_id, run.parameters, run.state_name) == (str(deployment.id), {"n": 2, "label": "y"}, "Scheduled")
+        assert run.tags == ["etl"]
+        later = datetime.now(UTC) + timedelta(hours=1)
+        planned = client.create_flow_run_from_deployment(deployment.id, state=Scheduled(scheduled_time=later))
+        assert planned.expected_start_time == later
+        with pytest.raises(InvalidParameters):
+            client.create_flow_run_from_deployment(deployment.id, parameters={"unknown": 1})
 
     async def scripted_async() -> list[Any]:
         async with get_client() as client:
             runs = await client.read_flow_runs(flow_run_filter={"state": {"type": {"any_": ["CANCELLED"]}}})
             return [str(run.id) for run in runs]
 
+    async def deployment_run_async() -> dict[str, Any]:
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name("double/nightly")
+            run: FlowRun = await client.create_flow_run_from_deployment(deployment.id)
+            return run.parameters
+
     wait_until(lambda: asyncio.run(scripted_async()) == [waiting])  # a server's projections follow the log
+    assert asyncio.run(deployment_run_async()) == {"n": 2}
 
 
 def test_the_client_on_the_embedded_store(runs: EventStore) -> None:
     done, failed = _seed()
     waiting = str(request_flow_run(runs, flow_name="adder", entrypoint="x.py:adder").data["flow_run_id"])
+    apply_deployment(runs, build_spec(**DEPLOYMENT))
     _scripted(done, failed, waiting)
 
 
@@ -138,4 +167,5 @@ def test_the_client_against_a_server(server_runtime: str) -> None:
                 r.state_type is not None and r.state_type.value == "RUNNING" for r in client.read_flow_runs())
 
     wait_until(projected)
+    httpx.post(f"{server_runtime}/api/deployments", json=DEPLOYMENT).raise_for_status()
     _scripted(done, failed, waiting)
