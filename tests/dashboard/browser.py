@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(os.environ.get("LEDGERFLOW_SCREENSHOTS") or Path(tempfile.gettempdir()) / "ledgerflow-dashboard-screenshots")
 """Where the tests save a screenshot of each page (for people to look at; nothing compares them)."""
 DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+PHONE = {"width": 375, "height": 812}
 REPO = Path(__file__).resolve().parents[2]
 LEDGERFLOW = str(Path(sys.executable).with_name("ledgerflow"))
 
