@@ -230,7 +230,7 @@ def test_the_key_entered_once_serves_the_new_pages(
         page.get_by_role("button", name="New automation").click()
         page.get_by_label("Name", exact=True).fill("with-key")
         page.get_by_label("Event types", exact=True).fill("flow-run.Failed")
-        page.get_by_label("Action").select_option("cancel-flow-run")
+        page.get_by_label("Action", exact=True).select_option("cancel-flow-run")
         backtest(page)
         expect(page.locator("#backtest-summary")).to_have_text("Would not have fired in the last 7 days.")
         page.get_by_role("button", name="Save automation").click()
