@@ -63,6 +63,15 @@ def browser_page(
         holder.close()
 
 
+def unnamed_controls(page: Page) -> list[str]:
+    """The visible controls and links that have no accessible name (the start of their HTML)."""
+    found: list[str] = page.evaluate("""() => [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+        .filter((el) => el.offsetParent !== null)
+        .filter((el) => !(el.getAttribute('aria-label') || el.labels?.length || el.textContent.trim() || el.title))
+        .map((el) => el.outerHTML.slice(0, 80))""")
+    return found
+
+
 def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

@@ -24,7 +24,7 @@ from ledgerflow.events import open_store
 from ledgerflow.projections.runner import engine_of
 from testdata.synthetic import SyntheticRun
 from tests.api.conftest import wait_until
-from tests.dashboard.browser import DESKTOP, PHONE, REPO, browser_page, screenshot
+from tests.dashboard.browser import DESKTOP, PHONE, REPO, browser_page, screenshot, unnamed_controls
 from tests.dashboard.test_browser import _background, add_history, label
 
 expect.set_options(timeout=60_000)
@@ -205,11 +205,7 @@ def test_both_pages_render_light_dark_and_at_phone_width_with_named_controls(
                     assert (luminance < 0.2) if scheme == "dark" else (luminance > 0.8), (name, scheme, luminance)
                     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
                     assert overflow <= 1, f"{name} at {size_name} width scrolls sideways by {overflow}px"
-                    unnamed = page.evaluate("""() => [...document.querySelectorAll('button, input, select, textarea, a[href]')]
-                        .filter((el) => el.offsetParent !== null)
-                        .filter((el) => !(el.getAttribute('aria-label') || el.labels?.length || el.textContent.trim() || el.title))
-                        .map((el) => el.outerHTML.slice(0, 80))""")
-                    assert unnamed == [], (name, unnamed)
+                    assert unnamed_controls(page) == [], name
                     screenshot(page, f"{name}-{scheme}-{size_name}")
 
 
