@@ -1,9 +1,9 @@
 // The work pools section (templates/_workers.html): pools, and each worker's last heartbeat.
 // Shown when the server has /api/work-pools and /api/workers and they answer; otherwise "No work pools".
-// Field names are read leniently (`work_pool` or `pool`, `last_heartbeat` or `heartbeat`).
+// Shapes as on branch `workers` (WorkPoolInfo, WorkerInfo); a few names are read leniently.
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
-import { timeEl } from "./format.js";
+import { badge, timeEl } from "./format.js";
 
 const items = (reply) => (Array.isArray(reply) ? reply : reply?.items || []);
 const pick = (object, ...names) => names.map((name) => object[name]).find((value) => value !== undefined && value !== null);
@@ -39,23 +39,29 @@ export async function loadWorkers(available) {
     body.replaceChildren();
     return;
   }
-  const poolOf = (worker) => pick(worker, "work_pool", "pool", "work_pool_name");
+  const poolOf = (worker) => pick(worker, "pool", "work_pool");
+  const count = (value) => (Array.isArray(value) ? value.length : value ?? "–");
   body.replaceChildren(
     el("h3", {}, "Work pools"),
-    table("Work pools", ["Pool", "Status", "Concurrency", "Workers"], pools.map((pool) => el("tr", { "data-pool": pool.name },
+    table("Work pools", ["Pool", "Status", "Concurrency", "Due", "Running", "Workers"], pools.map((pool) => el("tr", { "data-pool": pool.name },
       el("td", {}, pool.name),
-      el("td", {}, pick(pool, "paused") ? "Paused" : pick(pool, "status") || "Ready"),
-      el("td", { class: "num" }, pick(pool, "concurrency_limit") ?? "–"),
+      el("td", {}, pool.paused ? badge("PAUSED", "Paused") : badge("COMPLETED", "Ready")),
+      el("td", { class: "num" }, pool.concurrency_limit ?? "–"),
+      el("td", { class: "num" }, count(pool.due)),
+      el("td", { class: "num" }, count(pool.running)),
       el("td", { class: "num" }, String(workers.filter((worker) => poolOf(worker) === pool.name).length))))),
     el("h3", {}, "Workers"),
     workers.length
-      ? table("Workers", ["Worker", "Pool", "Last heartbeat", "Status"], workers.map((worker) => {
-        const beat = pick(worker, "last_heartbeat", "heartbeat", "last_heartbeat_time");
-        return el("tr", { "data-worker": worker.name },
+      ? table("Workers", ["Worker", "Pool", "Host", "Last heartbeat", "Status", "Running"], workers.map((worker) => {
+        const beat = pick(worker, "last_heartbeat", "heartbeat");
+        const online = worker.status === "online";
+        return el("tr", { "data-worker": worker.name, "data-status": worker.status || "" },
           el("td", {}, worker.name),
           el("td", {}, poolOf(worker) || ""),
-          el("td", {}, beat ? [timeEl(beat), el("span", { class: "muted" }, ` (${ago(beat)})`)] : "never"),
-          el("td", {}, pick(worker, "status") || ""));
+          el("td", {}, worker.host || ""),
+          el("td", { class: "heartbeat" }, beat ? [timeEl(beat), el("span", { class: "muted" }, ` (${ago(beat)})`)] : "never"),
+          el("td", {}, worker.status ? badge(online ? "COMPLETED" : "CANCELLED", online ? "Online" : "Offline") : ""),
+          el("td", { class: "num" }, count(worker.running)));
       }))
       : el("p", { class: "empty" }, "No workers have checked in."));
 }
