@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import HTMLResponse
+from starlette.routing import Match
 
 from ledgerflow.api.http.deps import ReadModelDep, StateDep
 from ledgerflow.api.http.templating import page
@@ -219,10 +220,15 @@ def automations_page(state: StateDep) -> HTMLResponse:
     return page("automations.html", _base(state, "automations", "Automations"))
 
 
+def _serves(request: Request, path: str) -> bool:
+    """Whether this app answers GET `path` (a route, not the 404 fallback)."""
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "app": request.app}
+    return any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes)
+
+
 @router.get("/deployments", response_class=HTMLResponse)
 def deployments_page(state: StateDep, request: Request) -> HTMLResponse:
     """Deployments with their schedules, next and recent runs; run, pause, resume; work pools."""
     # The work pools section asks the API only if this server has it (no 404 noise otherwise).
-    has_pools = any(getattr(route, "path", None) == "/api/work-pools" for route in request.app.routes)
-    data = {"auth": state.api.auth, "work_pools": has_pools}
+    data = {"auth": state.api.auth, "work_pools": _serves(request, "/api/work-pools")}
     return page("deployments.html", _base(state, "deployments", "Deployments") | {"data": data})

@@ -169,10 +169,14 @@ runForm.addEventListener("submit", requestRun);
 $("#run-cancel").addEventListener("click", () => dialog.close());
 
 await Promise.all([load(), loadWorkers(data.work_pools)]);
-// Once now, and once more when the feed falls quiet: the lists follow the log a moment behind.
-const settled = debounce(load, 2000);
-follow({ type: ["deployment.*", "flow-run.*", "worker.*"] }, throttle(() => {
+function refresh() {
   load();
-  settled();
   loadWorkers(data.work_pools);
+}
+
+// Once now, and once more when the feed falls quiet: the lists follow the log a moment behind.
+const settled = debounce(refresh, 2000);
+follow({ type: ["deployment.*", "flow-run.*", "work-pool.*", "worker.*"] }, throttle(() => {
+  refresh();
+  settled();
 }, 1500));

@@ -14,10 +14,13 @@ function ago(iso) {
   return seconds < 120 ? `${seconds} s ago` : seconds < 7200 ? `${Math.round(seconds / 60)} min ago` : `${Math.round(seconds / 3600)} h ago`;
 }
 
+/** A table; headings ending in "?" (the "?" dropped) are columns a phone does without. */
 function table(caption, headings, rows) {
   return el("div", { class: "table-wrap" }, el("table", {},
     el("caption", { class: "sr-only" }, caption),
-    el("thead", {}, el("tr", {}, headings.map((heading) => el("th", { scope: "col" }, heading)))),
+    el("thead", {}, el("tr", {}, headings.map((heading) => heading.endsWith("?")
+      ? el("th", { scope: "col", class: "opt" }, heading.slice(0, -1))
+      : el("th", { scope: "col" }, heading)))),
     el("tbody", {}, rows)));
 }
 
@@ -43,25 +46,25 @@ export async function loadWorkers(available) {
   const count = (value) => (Array.isArray(value) ? value.length : value ?? "–");
   body.replaceChildren(
     el("h3", {}, "Work pools"),
-    table("Work pools", ["Pool", "Status", "Concurrency", "Due", "Running", "Workers"], pools.map((pool) => el("tr", { "data-pool": pool.name },
+    table("Work pools", ["Pool", "Status", "Concurrency?", "Due", "Running", "Workers?"], pools.map((pool) => el("tr", { "data-pool": pool.name },
       el("td", {}, pool.name),
       el("td", {}, pool.paused ? badge("PAUSED", "Paused") : badge("COMPLETED", "Ready")),
-      el("td", { class: "num" }, pool.concurrency_limit ?? "–"),
+      el("td", { class: "num opt" }, pool.concurrency_limit ?? "–"),
       el("td", { class: "num" }, count(pool.due)),
       el("td", { class: "num" }, count(pool.running)),
-      el("td", { class: "num" }, String(workers.filter((worker) => poolOf(worker) === pool.name).length))))),
+      el("td", { class: "num opt" }, String(workers.filter((worker) => poolOf(worker) === pool.name).length))))),
     el("h3", {}, "Workers"),
     workers.length
-      ? table("Workers", ["Worker", "Pool", "Host", "Last heartbeat", "Status", "Running"], workers.map((worker) => {
+      ? table("Workers", ["Worker", "Pool?", "Host?", "Last heartbeat", "Status", "Running?"], workers.map((worker) => {
         const beat = pick(worker, "last_heartbeat", "heartbeat");
         const online = worker.status === "online";
         return el("tr", { "data-worker": worker.name, "data-status": worker.status || "" },
           el("td", {}, worker.name),
-          el("td", {}, poolOf(worker) || ""),
-          el("td", {}, worker.host || ""),
+          el("td", { class: "opt" }, poolOf(worker) || ""),
+          el("td", { class: "opt" }, worker.host || ""),
           el("td", { class: "heartbeat" }, beat ? [timeEl(beat), el("span", { class: "muted" }, ` (${ago(beat)})`)] : "never"),
           el("td", {}, worker.status ? badge(online ? "COMPLETED" : "CANCELLED", online ? "Online" : "Offline") : ""),
-          el("td", { class: "num" }, count(worker.running)));
+          el("td", { class: "num opt" }, count(worker.running)));
       }))
       : el("p", { class: "empty" }, "No workers have checked in."));
 }
