@@ -12,6 +12,7 @@ import { FieldError, addAction, fieldPath, fill, readRule, sentence, showPosture
 start();
 
 const SHOWN_FIRINGS = 5;
+const SHOWN_BACKTEST = 100;
 
 const form = $("#rule-form");
 const editor = $("#editor");
@@ -70,9 +71,10 @@ function renderBacktest(firings, days) {
   const period = days ? `in the last ${days === "1" ? "24 hours" : `${days} days`}` : "over all stored events";
   $("#backtest-summary").textContent = firings.length
     ? `Would have fired ${firings.length} time${firings.length === 1 ? "" : "s"} ${period}.`
+      + (firings.length > SHOWN_BACKTEST ? ` The newest ${SHOWN_BACKTEST} are listed.` : "")
     : `Would not have fired ${period}.`;
   $("#backtest-table").hidden = !firings.length;
-  $("#backtest-body").replaceChildren(...firings.slice(-100).reverse().map((firing) => el("tr", {},
+  $("#backtest-body").replaceChildren(...firings.slice(-SHOWN_BACKTEST).reverse().map((firing) => el("tr", {},
     el("td", {}, timeEl(firing.at)),
     el("td", {}, firing.triggering_event.type),
     el("td", {}, firing.flow_run_id ? el("a", { href: `/runs/${firing.flow_run_id}` }, firing.flow_run_id.slice(0, 8)) : ""),
