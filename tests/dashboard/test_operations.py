@@ -157,6 +157,7 @@ def test_the_deployments_page_shows_next_runs_and_runs_a_deployment(
         page.locator("#run-confirm").click()
         expect(page.locator('#run-form [data-field="parameters"] .field-error')).to_contain_text("takes no parameter 'zzz'")
         expect(parameters).to_have_attribute("aria-invalid", "true")
+        screenshot(page, f"deployment-run-refused-{label(store_url)}", full_page=False)
         parameters.fill("{oops")
         page.locator("#run-confirm").click()
         expect(page.locator('#run-form [data-field="parameters"] .field-error')).to_contain_text("not JSON")
