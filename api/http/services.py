@@ -115,13 +115,15 @@ def late_runs_service(read_model: ReadModel, settings: Settings) -> LoopService:
 CHECKS_PER_HEARTBEAT = 4
 """How often per heartbeat interval the crash monitor looks: a silent run is ended within
 `STALE_AFTER` + 1/4 of its interval (events/liveness.py), inside the promised 2 intervals."""
+CRASH_CHECK_AT_LEAST_EVERY = 1.0
+"""Seconds: runs may beat faster than the server's own setting says (one indexed query each)."""
 
 
 def crash_monitor_service(read_model: ReadModel, settings: Settings) -> LoopService:
     """Ends `Crashed` the runs whose heartbeats stopped (and `Cancelled` the cancelling ones),
     looking as often as the shortest heartbeat interval of the live runs asks."""
     here = this_process()
-    every = settings.heartbeat_seconds / CHECKS_PER_HEARTBEAT
+    every = min(settings.heartbeat_seconds / CHECKS_PER_HEARTBEAT, CRASH_CHECK_AT_LEAST_EVERY)
 
     def step() -> float | None:
         try:
