@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from ledgerflow.events.errors import ConcurrencyConflict
 from ledgerflow.events.ids import derived_id
@@ -78,7 +78,7 @@ def process_alive(process: ProcessIdentity) -> bool:
         found = psutil.Process(process.pid)
         if found.status() == psutil.STATUS_ZOMBIE:
             return False
-        started = found.create_time()
+        started: float = found.create_time()
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
