@@ -1,5 +1,6 @@
 """Liveness rules (events/liveness.py): when a run's process counts as dead, what a run's stream
-says of it, how the runs projection keeps it, and probing real processes for pid reuse."""
+says of it, how the runs projection keeps it, probing real processes for pid reuse, and
+automations that do not count heartbeats unless they ask for them."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from ledgerflow.events.liveness import (
     verdict,
 )
 from ledgerflow.events.states import StateType
+from ledgerflow.notifications.backtest import backtest
+from ledgerflow.notifications.model import validate_rule
 from ledgerflow.projections.analytics import AnalyticsProjection
 from ledgerflow.projections.run_views import fold_runs
 from tests.api.conftest import wait_until
@@ -148,3 +151,21 @@ def wait_for_zombie(pid: int) -> None:
             pytest.fail("the child was reaped early")
 
     wait_until(zombie)
+
+
+@pytest.mark.parametrize(("patterns", "fired_on"), [
+    (["flow-run.*"], ["flow-run.created", "flow-run.Running"]),
+    (["*"], ["flow-run.created", "flow-run.Running"]),
+    ([HEARTBEAT], [HEARTBEAT, HEARTBEAT]),
+])
+def test_automations_count_heartbeats_only_when_they_name_them(patterns: list[str], fired_on: list[str]) -> None:
+    events = as_stored(stream(
+        ("flow-run.created", {"flow_run_id": "r1", "flow_name": "f", "run_name": "f-1"}, 0),
+        ("flow-run.Running", running("r1", WORKER, 5), 1),
+        (HEARTBEAT, {"flow_run_id": "r1"}, 6),
+        (HEARTBEAT, {"flow_run_id": "r1"}, 11),
+    ))
+    rule = validate_rule({"name": "every-event", "trigger": {"match": {"events": patterns}},
+                          "actions": [{"type": "slack", "block": "ops", "text": "{{ event.type }}"}]})
+    firings = backtest(rule, events, lambda run_id: events, until=T0 + timedelta(hours=1))
+    assert [firing.triggering_event["type"] for firing in firings] == fired_on
