@@ -109,6 +109,21 @@ class FlowProcess:
         return self.process.wait(60)
 
 
+@pytest.fixture
+def start_flow(tmp_path: Path, store_url: str) -> Iterator[Callable[..., FlowProcess]]:
+    """Starts flow processes (keyword arguments: FlowProcess's); kills those left at the end."""
+    started: list[FlowProcess] = []
+
+    def start(**options: object) -> FlowProcess:
+        started.append(FlowProcess(tmp_path, store_url, **options))  # type: ignore[arg-type]
+        return started[-1]
+
+    yield start
+    for each in started:
+        if each.process.poll() is None:
+            each.kill()
+
+
 def flow_states(store: EventStore, run_id: str) -> list[str]:
     return [e.type for e in store.read_stream(flow_run_stream(run_id))
             if e.type.startswith("flow-run.") and e.type not in ("flow-run.created", HEARTBEAT)]
@@ -126,8 +141,10 @@ def ledgerflow(tmp_path: Path, store_url: str, *args: str) -> subprocess.Complet
 # -- without a server --------------------------------------------------------------------------
 
 
-def test_the_next_cli_process_ends_a_killed_run_crashed_at_once(runs: EventStore, tmp_path: Path, store_url: str) -> None:
-    flow_ = FlowProcess(tmp_path, store_url, interval=30)  # no heartbeat is missed: the pid tells
+def test_the_next_cli_process_ends_a_killed_run_crashed_at_once(
+    start_flow: Callable[..., FlowProcess], runs: EventStore, tmp_path: Path, store_url: str,
+) -> None:
+    flow_ = start_flow(interval=30)  # no heartbeat is missed: the pid tells
     run_id = flow_.started(runs, beats=False)
     subscription = runs.subscribe(after=runs.head(), types=["flow-run.Crashed"])
     flow_.kill()
@@ -150,10 +167,10 @@ def test_the_next_cli_process_ends_a_killed_run_crashed_at_once(runs: EventStore
 
 
 def test_a_run_on_another_host_ends_crashed_once_its_heartbeats_are_stale(
-    runs: EventStore, tmp_path: Path, store_url: str,
+    start_flow: Callable[..., FlowProcess], runs: EventStore, tmp_path: Path, store_url: str,
 ) -> None:
     interval = 2.0
-    flow_ = FlowProcess(tmp_path, store_url, host="worker-elsewhere", interval=interval)
+    flow_ = start_flow(host="worker-elsewhere", interval=interval)
     run_id = flow_.started(runs)
     flow_.kill()
     read_model = ReadModel(runs)
@@ -174,8 +191,10 @@ def last_sign_of_life(store: EventStore, run_id: str) -> datetime:
     return max(e.occurred for e in store.read_stream(flow_run_stream(run_id), types=["flow-run.Running", HEARTBEAT]))
 
 
-def test_a_killed_run_that_was_being_cancelled_ends_cancelled(runs: EventStore, tmp_path: Path, store_url: str) -> None:
-    flow_ = FlowProcess(tmp_path, store_url)
+def test_a_killed_run_that_was_being_cancelled_ends_cancelled(
+    start_flow: Callable[..., FlowProcess], runs: EventStore, tmp_path: Path, store_url: str,
+) -> None:
+    flow_ = start_flow()
     run_id = flow_.started(runs)
     flow_.kill()
     cancel_flow_run(runs, run_id, message="stop it")  # nobody is left to end it
@@ -188,9 +207,10 @@ def test_a_killed_run_that_was_being_cancelled_ends_cancelled(runs: EventStore, 
 
 
 def test_racing_detectors_write_the_verdict_once(
-    runs: EventStore, store_factory: Callable[[], EventStore], tmp_path: Path, store_url: str,
+    start_flow: Callable[..., FlowProcess], runs: EventStore, store_factory: Callable[[], EventStore],
+    tmp_path: Path, store_url: str,
 ) -> None:
-    flow_ = FlowProcess(tmp_path, store_url)
+    flow_ = start_flow()
     run_id = flow_.started(runs)
     flow_.kill()
     here = this_process()
@@ -228,7 +248,7 @@ CRASH_RULE = {
 
 @pytest.mark.parametrize("host", [None, "worker-elsewhere"], ids=["same-host", "other-host"])
 def test_the_server_monitor_ends_a_killed_run_crashed_within_two_heartbeats(
-    make_server: Callable[..., str], runs: EventStore, tmp_path: Path, store_url: str, host: str | None,
+    start_flow: Callable[..., FlowProcess], make_server: Callable[..., str], runs: EventStore, host: str | None,
 ) -> None:
     receiver = HttpReceiver()
     with serving_http(receiver) as slack:
@@ -236,7 +256,7 @@ def test_the_server_monitor_ends_a_killed_run_crashed_within_two_heartbeats(
         block = {"name": "ops", "type": "slack-webhook", "fields": {"url": f"{slack}/services/crash"}}
         assert httpx.post(f"{server}/api/blocks", json=block).status_code == 201
         assert httpx.post(f"{server}/api/automations", json=CRASH_RULE).status_code == 201
-        flow_ = FlowProcess(tmp_path, store_url, host=host)
+        flow_ = start_flow(host=host)
         run_id = flow_.started(runs)
         flow_.kill()
 
@@ -254,10 +274,10 @@ def test_the_server_monitor_ends_a_killed_run_crashed_within_two_heartbeats(
 
 
 def test_the_server_monitor_ends_a_killed_cancelling_run_cancelled(
-    make_server: Callable[..., str], runs: EventStore, tmp_path: Path, store_url: str,
+    start_flow: Callable[..., FlowProcess], make_server: Callable[..., str], runs: EventStore,
 ) -> None:
     make_server()
-    flow_ = FlowProcess(tmp_path, store_url)
+    flow_ = start_flow()
     run_id = flow_.started(runs)
     flow_.kill()
     cancel_flow_run(runs, run_id)
@@ -267,10 +287,10 @@ def test_the_server_monitor_ends_a_killed_cancelling_run_cancelled(
 
 @pytest.mark.parametrize("host", [None, "worker-elsewhere"], ids=["same-host", "other-host"])
 def test_live_runs_with_a_short_heartbeat_are_never_taken_for_dead(
-    make_server: Callable[..., str], runs: EventStore, tmp_path: Path, store_url: str, host: str | None,
+    start_flow: Callable[..., FlowProcess], make_server: Callable[..., str], runs: EventStore, host: str | None,
 ) -> None:
     make_server()  # its monitor looks every 1/4 interval
-    flow_ = FlowProcess(tmp_path, store_url, steps=15, seconds=0.2, host=host, interval=0.25)
+    flow_ = start_flow(steps=15, seconds=0.2, host=host, interval=0.25)
     run_id = flow_.started(runs)
     read_model = ReadModel(runs)
     elsewhere = ProcessIdentity("yet-another-host", 1, utcnow())
