@@ -4,9 +4,10 @@ Each is a `ledgerflow.events.service.Service` (start/stop); the app's lifespan h
 list `services(state, api)` returns to a `Supervisor`, which starts them in order and stops
 them in reverse. Requests never wait on them: they read what the services keep current.
 
-The services: the feed's tail reader, the projection runner, the crash monitor, the automation
-engine (notifications/service.py). A new one (the scheduler, the crash monitor, ...) is a constructor here, an `ApiSettings.run_<name>` flag that tests can turn off, and one line
-in `services()`.
+The services: the feed's tail reader, the projection runner, the crash monitor (api/liveness.py),
+the scheduler, the late-run marker, the built-in runner, the automation engine
+(notifications/service.py). A new one is a constructor here, an `ApiSettings.run_<name>` flag
+that tests can turn off, and one line in `services()`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ledgerflow.api.http.settings import ApiSettings
-from ledgerflow.api.liveness import end_dead
 from ledgerflow.api.http.state import ServerState
+from ledgerflow.api.liveness import end_dead
 from ledgerflow.events import EventStoreError, Settings
 from ledgerflow.events.liveness import this_process
 from ledgerflow.events.model import utcnow
@@ -30,8 +31,8 @@ from ledgerflow.runtime.scheduler import Scheduler, SchedulerSettings
 
 __all__ = [
     "BUILTIN_POOLS",
-    "crash_monitor_service",
     "PROJECT_EVERY",
+    "crash_monitor_service",
     "late_runs_service",
     "projection_service",
     "runner_service",
