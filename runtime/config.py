@@ -15,6 +15,7 @@ from ledgerflow.events import EventStore, Settings, load_settings, open_store
 from ledgerflow.runtime.cache import CacheIndex
 from ledgerflow.runtime.control import ControlWatcher
 from ledgerflow.runtime.eventlog import EventLog
+from ledgerflow.runtime.heartbeat import Heartbeats
 from ledgerflow.runtime.results import ResultStore
 from ledgerflow.runtime.writer import EventWriter
 
@@ -31,8 +32,10 @@ class Runtime:
     watcher: ControlWatcher
     store: EventStore | None
     """The store this process opened itself (None when the events go to an API server)."""
+    heartbeats: Heartbeats
 
     def close(self) -> None:
+        self.heartbeats.close()
         self.writer.close()
         self.watcher.close()
         self.results.close()
@@ -80,7 +83,7 @@ def reset() -> None:
 
 def _from_settings(settings: Settings) -> Runtime:
     return for_home(Path(settings.home), settings.store_url, settings.api_url, settings.api_key,
-                    cancel_check_seconds=settings.cancel_check_seconds)
+                    cancel_check_seconds=settings.cancel_check_seconds, heartbeat_seconds=settings.heartbeat_seconds)
 
 
 def for_home(
@@ -90,6 +93,7 @@ def for_home(
     api_key: str | None = None,
     *,
     cancel_check_seconds: float = 0.5,
+    heartbeat_seconds: float = 30.0,
 ) -> Runtime:
     results, cache = ResultStore(home / "results"), CacheIndex(home / "cache")
     store: EventStore | None = None
@@ -100,4 +104,5 @@ def for_home(
     else:
         store = log = open_store(store_url)
     writer = EventWriter(log, before_append=results.sync)
-    return Runtime(writer, results, cache, log, ControlWatcher(log, cancel_check_seconds), store)
+    watcher = ControlWatcher(log, cancel_check_seconds)
+    return Runtime(writer, results, cache, log, watcher, store, Heartbeats(heartbeat_seconds))

@@ -1,7 +1,8 @@
 """`ledgerflow flow-run ...` and `ledgerflow stats`: run history from the projections.
 
 Every command works on the embedded store with no server: the projections first catch up
-with the log (see projections/queries.py).
+with the log (see projections/queries.py), and runs whose process is gone end `Crashed` first
+(api/liveness.py), so no run shows `Running` forever.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.tree import Tree
 from ledgerflow.api.cli.remote import remote_flow_runs
 from ledgerflow.api.cli.console import fail, out, table
 from ledgerflow.api.cli.context import opened_store
+from ledgerflow.api.liveness import end_dead_runs
 from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.deployments import DeploymentError, deployment_id
 from ledgerflow.events.payloads import flow_run_stream
@@ -65,7 +67,9 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 def read_model() -> Iterator[ReadModel]:
     with opened_store() as store:
         try:
-            yield ReadModel(store)
+            opened = ReadModel(store)
+            end_dead_runs(opened)
+            yield opened
         except (ProjectionError, EventStoreError) as exc:
             fail(str(exc).splitlines()[0])
 
