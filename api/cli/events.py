@@ -14,6 +14,8 @@ from ledgerflow.api.cli.remote import remote_tail
 from ledgerflow.api.cli.console import describe, err, fail, out
 from ledgerflow.api.cli.context import opened_store
 from ledgerflow.events import EventStoreError, NewEvent, StoredEvent, load_settings
+from ledgerflow.runtime.remote import HttpEventLog
+from ledgerflow.runtime.spool import Spool
 
 app = typer.Typer(help="Read, follow, append to and verify the event log.", no_args_is_help=True)
 
@@ -116,3 +118,26 @@ def verify() -> None:
         f"{broken.reason} ({report.events_checked:,} events verified before it)"
     )
     raise typer.Exit(1)
+
+
+@app.command()
+def push() -> None:
+    """Send the events that remote runs kept in the spool while the server was unreachable."""
+    settings = load_settings()
+    if not settings.api_url:
+        fail("`events push` sends the spool to an API server, and LEDGERFLOW_API_URL is not set",
+             "set LEDGERFLOW_API_URL (and LEDGERFLOW_API_KEY) to the server's address")
+    spool = Spool.in_home(settings.home)
+    log = HttpEventLog.impatient(settings.api_url, settings.api_key)
+    try:
+        report = spool.forward(log)
+    finally:
+        log.close()
+    out.print(f"delivered {report.delivered} events")
+    if report.refused:
+        err.print(f"[red]the server refused {report.refused} events as invalid; they are kept in {spool.refused_path}[/]")
+    if report.waiting:
+        fail(f"{report.waiting} events still wait in {spool.path}: {report.error}",
+             f"is the server at {settings.api_url} running, and may LEDGERFLOW_API_KEY write?")
+    if report.refused:
+        raise typer.Exit(1)
