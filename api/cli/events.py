@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from ledgerflow.api.cli.remote import remote_tail
+from ledgerflow.api.cli.remote import remote_tail, server_client
 from ledgerflow.api.cli.console import describe, err, fail, out
 from ledgerflow.api.cli.context import opened_store
 from ledgerflow.events import EventStoreError, NewEvent, StoredEvent, load_settings
@@ -88,6 +88,11 @@ def append(
         fail(f"DATA is not valid JSON: {exc}", "pass a JSON object, e.g. '{\"rows\": 3}'")
     if not isinstance(payload, dict):
         fail("DATA must be a JSON object", "pass a JSON object, e.g. '{\"rows\": 3}'")
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            out.print(_line(client.append(stream, type_, payload)))
+        return
     with opened_store() as store:
         try:
             stored = store.append(stream, [NewEvent(type=type_, data=payload)])
@@ -99,6 +104,11 @@ def append(
 @app.command()
 def verify() -> None:
     """Check every stream's hash chain; exit 1 at the first broken link."""
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            _report_verification(client.verify())
+        return
     with opened_store() as store, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
     ) as progress:
@@ -116,6 +126,19 @@ def verify() -> None:
     err.print(
         f"[bold red]broken:[/] stream {broken.stream!r} at position {broken.stream_position}: "
         f"{broken.reason} ({report.events_checked:,} events verified before it)"
+    )
+    raise typer.Exit(1)
+
+
+def _report_verification(report: dict[str, Any]) -> None:
+    """What the server's `GET /api/events/verify` found, said as the local verify says it."""
+    broken = report["first_break"]
+    if broken is None:
+        out.print(f"[green]intact:[/] {report['events_checked']:,} events in {report['streams_checked']:,} streams")
+        return
+    err.print(
+        f"[bold red]broken:[/] stream {broken['stream']!r} at position {broken['stream_position']}: "
+        f"{broken['reason']} ({report['events_checked']:,} events verified before it)"
     )
     raise typer.Exit(1)
 

@@ -1,0 +1,53 @@
+"""Naming a run the way people do: by its id, a unique prefix of its id, or its run name
+(`etl-47af7173`, as the console prints it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Table, or_, select
+
+from ledgerflow.projections.errors import AmbiguousRun, RunNotFound
+from ledgerflow.projections.readmodel import ReadModel
+
+__all__ = ["resolve_run"]
+
+_SHOWN = 10
+
+
+RunKind = Literal["flow_runs", "task_runs"]
+
+
+def resolve_run(rm: ReadModel, ref: str, kinds: Sequence[RunKind] = ("flow_runs",)) -> str:
+    """The id of the run (flow run by default, or of `kinds`) that `ref` names. RunNotFound
+    when none does; AmbiguousRun, listing some, when several do."""
+    ref = ref.strip()
+    try:
+        return str(UUID(ref))  # a whole id is taken as given: the query that uses it says if it exists
+    except ValueError:
+        pass
+    rm.refresh()
+    with rm.reading("runs") as (conn, tables):
+        searched = [tables[kind] for kind in kinds]
+        for table in searched:
+            if conn.execute(select(table.c.key).where(table.c.key == ref)).first() is not None:
+                return ref
+        found: dict[str, str | None] = {}
+        for table in searched:
+            rows = conn.execute(select(table.c.key, table.c.run_name).where(_named(table, ref))
+                                .order_by(table.c.created.desc()).limit(_SHOWN + 1))
+            found.update((row.key, row.run_name) for row in rows)
+    if not found:
+        raise RunNotFound(ref)
+    if len(found) == 1:
+        return next(iter(found))
+    listed = ", ".join(f"{key} ({name or '-'})" for key, name in list(found.items())[:_SHOWN])
+    more = " and more" if len(found) > _SHOWN else ""
+    raise AmbiguousRun(f"{ref!r} names several runs: {listed}{more}; give more of the id")
+
+
+def _named(table: Table, ref: str) -> ColumnElement[bool]:
+    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(table.c.key.like(f"{escaped}%", escape="\\"), table.c.run_name == ref)
