@@ -21,24 +21,29 @@ RunKind = Literal["flow_runs", "task_runs"]
 
 
 def resolve_run(rm: ReadModel, ref: str, kinds: Sequence[RunKind] = ("flow_runs",)) -> str:
-    """The id of the run (flow run by default, or of `kinds`) that `ref` names. RunNotFound
-    when none does; AmbiguousRun, listing some, when several do."""
+    """The id of the run (flow run by default, or of `kinds`, in that order of preference)
+    that `ref` names. RunNotFound when none does; AmbiguousRun, listing some, when several do.
+
+    Ids are UUIDv7, whose first characters are a time: runs created within a minute share an
+    8-character prefix, so a prefix names a flow run before any of its task runs."""
     ref = ref.strip()
     try:
         return str(UUID(ref))  # a whole id is taken as given: the query that uses it says if it exists
     except ValueError:
         pass
     rm.refresh()
+    found: dict[str, str | None] = {}
     with rm.reading("runs") as (conn, tables):
         searched = [tables[kind] for kind in kinds]
         for table in searched:
             if conn.execute(select(table.c.key).where(table.c.key == ref)).first() is not None:
                 return ref
-        found: dict[str, str | None] = {}
-        for table in searched:
+        for table in searched:  # the first kind with a match decides: a flow run before its task runs
             rows = conn.execute(select(table.c.key, table.c.run_name).where(_named(table, ref))
                                 .order_by(table.c.created.desc()).limit(_SHOWN + 1))
             found.update((row.key, row.run_name) for row in rows)
+            if found:
+                break
     if not found:
         raise RunNotFound(ref)
     if len(found) == 1:

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from ledgerflow.events import ANY, ConcurrencyConflict, EventStoreError, InvalidEvent, NewEvent, StreamAppend
+from ledgerflow.events.model import ExpectedVersion
 from ledgerflow.runtime.eventlog import EventSink
 
 __all__ = ["PushReport", "Spool", "decode_appends", "encode_appends"]
@@ -139,7 +140,7 @@ def _send(sink: EventSink, chunk: list[StreamAppend]) -> None:
 def _merge(batches: list[list[StreamAppend]]) -> tuple[list[StreamAppend], int]:
     """Consecutive batches as one append (each stream once, its events in order, the expected
     version of its first batch); how many batches it took."""
-    merged: dict[str, tuple[list[NewEvent], Any]] = {}
+    merged: dict[str, tuple[list[NewEvent], ExpectedVersion]] = {}
     size = used = 0
     for batch in batches:
         if used and size + _count(batch) > _CHUNK_EVENTS:
@@ -156,7 +157,7 @@ def _merge(batches: list[list[StreamAppend]]) -> tuple[list[StreamAppend], int]:
     return [StreamAppend(stream, events, expected) for stream, (events, expected) in merged.items()], used
 
 
-def _follows(earlier: tuple[list[NewEvent], Any] | None, part: StreamAppend) -> bool:
+def _follows(earlier: tuple[list[NewEvent], ExpectedVersion] | None, part: StreamAppend) -> bool:
     """Whether `part` can join the stream's events merged so far without changing its meaning."""
     if earlier is None:
         return True
