@@ -1,5 +1,8 @@
 """Naming a run the way people do: by its id, a unique prefix of its id, or its run name
-(`etl-47af7173`, as the console prints it)."""
+(`etl-47af7173`, as the console prints it).
+
+Only the read model's runs are searched, so a run is found by prefix or name once the
+projections have folded its first event."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Table, or_, select
 
-from ledgerflow.projections.errors import AmbiguousRun, RunNotFound
+from ledgerflow.projections.errors import AmbiguousRun
 from ledgerflow.projections.readmodel import ReadModel
 
 __all__ = ["resolve_run"]
@@ -22,7 +25,9 @@ RunKind = Literal["flow_runs", "task_runs"]
 
 def resolve_run(rm: ReadModel, ref: str, kinds: Sequence[RunKind] = ("flow_runs",)) -> str:
     """The id of the run (flow run by default, or of `kinds`, in that order of preference)
-    that `ref` names. RunNotFound when none does; AmbiguousRun, listing some, when several do.
+    that `ref` names; AmbiguousRun, listing some, when several do. When none does, `ref` as
+    given: the log may hold a run the projections have not folded yet, and the query that
+    takes the id says whether it exists.
 
     Ids are UUIDv7, whose first characters are a time: runs created within a minute share an
     8-character prefix, so a prefix names a flow run before any of its task runs."""
@@ -45,7 +50,7 @@ def resolve_run(rm: ReadModel, ref: str, kinds: Sequence[RunKind] = ("flow_runs"
             if found:
                 break
     if not found:
-        raise RunNotFound(ref)
+        return ref
     if len(found) == 1:
         return next(iter(found))
     listed = ", ".join(f"{key} ({name or '-'})" for key, name in list(found.items())[:_SHOWN])

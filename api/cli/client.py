@@ -16,11 +16,15 @@ from ledgerflow.events import EventStoreError, StoredEvent, StoreUnavailable
 from ledgerflow.events.runs import RunNotFound, RunStateConflict
 from ledgerflow.projections.models import AnalyticsReport, Artifact, FlowRunPage, LineageGraph, LogPage, RunDetail
 
-__all__ = ["ApiClient", "ApiError"]
+__all__ = ["ApiClient", "ApiError", "ApiNotFound"]
 
 
 class ApiError(EventStoreError):
     """The server refused a request (4xx) or could not be reached."""
+
+
+class ApiNotFound(ApiError):
+    """The server has no such resource (404)."""
 
 
 class ApiClient:
@@ -39,6 +43,8 @@ class ApiClient:
             response = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"the API server at {self.http.base_url} cannot be reached: {exc}") from exc
+        if response.status_code == 404:
+            raise ApiNotFound(f"HTTP 404: {_detail(response)}")
         if response.status_code != 200:
             raise ApiError(f"HTTP {response.status_code}: {_detail(response)}")
         return orjson.loads(response.content)
