@@ -3,13 +3,14 @@
     ProjectionError
      ├── RunNotFound      (also events.runs.RunNotFound, a LookupError) no such flow run or task run
      └── InvalidQuery     (also a ValueError) an argument a query cannot use
+          └── AmbiguousRun  an id prefix or run name that names several runs
 """
 
 from __future__ import annotations
 
 from ledgerflow.events import runs as events_runs
 
-__all__ = ["InvalidQuery", "ProjectionError", "RunNotFound"]
+__all__ = ["AmbiguousRun", "InvalidQuery", "ProjectionError", "RunNotFound"]
 
 
 class ProjectionError(Exception):
@@ -22,3 +23,7 @@ class RunNotFound(ProjectionError, events_runs.RunNotFound):
 
 class InvalidQuery(ProjectionError, ValueError):
     pass
+
+
+class AmbiguousRun(InvalidQuery):
+    """An id prefix or run name that names more than one run."""

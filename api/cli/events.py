@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from ledgerflow.api.cli.remote import remote_tail
+from ledgerflow.api.cli.remote import remote_tail, server_client
 from ledgerflow.api.cli.console import describe, err, fail, out
 from ledgerflow.api.cli.context import opened_store
 from ledgerflow.events import EventStoreError, NewEvent, StoredEvent, load_settings
+from ledgerflow.runtime.remote import HttpEventLog
+from ledgerflow.runtime.spool import Spool
 
 app = typer.Typer(help="Read, follow, append to and verify the event log.", no_args_is_help=True)
 
@@ -86,6 +88,11 @@ def append(
         fail(f"DATA is not valid JSON: {exc}", "pass a JSON object, e.g. '{\"rows\": 3}'")
     if not isinstance(payload, dict):
         fail("DATA must be a JSON object", "pass a JSON object, e.g. '{\"rows\": 3}'")
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            out.print(_line(client.append(stream, type_, payload)))
+        return
     with opened_store() as store:
         try:
             stored = store.append(stream, [NewEvent(type=type_, data=payload)])
@@ -97,6 +104,11 @@ def append(
 @app.command()
 def verify() -> None:
     """Check every stream's hash chain; exit 1 at the first broken link."""
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            _report_verification(client.verify())
+        return
     with opened_store() as store, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
     ) as progress:
@@ -116,3 +128,39 @@ def verify() -> None:
         f"{broken.reason} ({report.events_checked:,} events verified before it)"
     )
     raise typer.Exit(1)
+
+
+def _report_verification(report: dict[str, Any]) -> None:
+    """What the server's `GET /api/events/verify` found, said as the local verify says it."""
+    broken = report["first_break"]
+    if broken is None:
+        out.print(f"[green]intact:[/] {report['events_checked']:,} events in {report['streams_checked']:,} streams")
+        return
+    err.print(
+        f"[bold red]broken:[/] stream {broken['stream']!r} at position {broken['stream_position']}: "
+        f"{broken['reason']} ({report['events_checked']:,} events verified before it)"
+    )
+    raise typer.Exit(1)
+
+
+@app.command()
+def push() -> None:
+    """Send the events that remote runs kept in the spool while the server was unreachable."""
+    settings = load_settings()
+    if not settings.api_url:
+        fail("`events push` sends the spool to an API server, and LEDGERFLOW_API_URL is not set",
+             "set LEDGERFLOW_API_URL (and LEDGERFLOW_API_KEY) to the server's address")
+    spool = Spool.in_home(settings.home)
+    log = HttpEventLog.impatient(settings.api_url, settings.api_key)
+    try:
+        report = spool.forward(log)
+    finally:
+        log.close()
+    out.print(f"delivered {report.delivered} events")
+    if report.refused:
+        err.print(f"[red]the server refused {report.refused} events as invalid; they are kept in {spool.refused_path}[/]")
+    if report.waiting:
+        fail(f"{report.waiting} events still wait in {spool.path}: {report.error}",
+             f"is the server at {settings.api_url} running, and may LEDGERFLOW_API_KEY write?")
+    if report.refused:
+        raise typer.Exit(1)
