@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledgerflow.events import EventStore, Settings, load_settings, open_store
+from ledgerflow.runtime import excepthook
 from ledgerflow.runtime.cache import CacheIndex
 from ledgerflow.runtime.control import ControlWatcher
 from ledgerflow.runtime.eventlog import EventLog
@@ -53,7 +54,9 @@ def current() -> Runtime:
     if _current is None:
         with _lock:
             if _current is None:
-                _current = _from_settings(load_settings())
+                settings = load_settings()
+                excepthook.install(debug=settings.debug)
+                _current = _from_settings(settings)
                 atexit.register(reset)
     return _current
 

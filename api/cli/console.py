@@ -36,9 +36,7 @@ def table(
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print a one-line error (and what to do next) and exit non-zero."""
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    if hint:
-        err.print(f"[dim]{escape(hint)}[/]")
+    err.print(f"[bold red]error:[/] {escape(message)}" + (f" [dim]({escape(hint)})[/]" if hint else ""))
     raise typer.Exit(code)
 
 

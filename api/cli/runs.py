@@ -6,7 +6,6 @@ with the log (see projections/queries.py).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.deployments import DeploymentError, deployment_id
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
+from ledgerflow.events.timesyntax import InvalidTime, parse_time
 from ledgerflow.projections import queries
 from ledgerflow.projections.errors import ProjectionError
 from ledgerflow.projections.models import FlowRun, LineageGraph, TaskRun
@@ -44,21 +44,14 @@ STATE_STYLES = {
     StateType.PAUSED: "blue",
 }
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
-_SINCE = re.compile(r"^(\d+)\s*([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """`30m`, `12h`, `7d`, `2w` ago, or an ISO-8601 time (UTC unless it says otherwise)."""
-    now = now or datetime.now(UTC)
-    match = _SINCE.match(value.strip())
-    if match:
-        return now - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    """`--since`: a duration ago or an ISO-8601 time, as the API takes it (events/timesyntax.py)."""
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--since {value!r} is neither a duration nor a time", "use e.g. 30m, 12h, 7d, 2w or 2024-05-01T00:00")
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return parse_time(value, now)
+    except InvalidTime as exc:
+        fail(f"--since {exc}")
 
 
 @contextmanager
