@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
 from ledgerflow.api.cli.remote import remote_flow_runs
@@ -25,7 +26,7 @@ from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
 from ledgerflow.events.timesyntax import InvalidTime, parse_time
 from ledgerflow.projections import queries
 from ledgerflow.projections.errors import ProjectionError
-from ledgerflow.projections.models import FlowRun, LineageGraph, TaskRun
+from ledgerflow.projections.models import FlowRun, LineageGraph, StateRecord, TaskRun
 from ledgerflow.projections.readmodel import ReadModel
 
 __all__ = ["app", "parse_since", "stats"]
@@ -113,7 +114,7 @@ def ls(
             page = queries.list_flow_runs(rm, **filters)
     rows = table(
         "ID", "FLOW", "NAME", "STATE", "CREATED", "DURATION", "TAGS",
-        no_wrap=("ID", "STATE"), min_widths={"CREATED": 10},
+        no_wrap=("STATE",), min_widths={"ID": 18, "CREATED": 10},
     )
     for run in page.items:
         rows.add_row(
@@ -173,12 +174,23 @@ def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id.")]) -> None
             _duration(task.duration), str(task.attempts), _task_detail(task),
         )
     out.print(tasks)
+    failure = _last_traceback(detail.states)
+    if failure:
+        out.print("[bold]traceback[/]")
+        out.print(Text(failure.rstrip(), style="red"), overflow="fold")
     if found:
         arts = table("KEY", "TYPE", "TASK RUN", "DATA", title="artifacts")
         for artifact in found:
             arts.add_row(escape(artifact.key or artifact.id), artifact.artifact_type,
                          names.get(artifact.task_run_id or "", "-"), escape(str(artifact.data)[:80]))
         out.print(arts)
+
+
+def _last_traceback(states: list[StateRecord]) -> str | None:
+    """The traceback of the run's failure: its own last one, else its tasks' last one."""
+    traced = [record for record in states if record.traceback]
+    own = [record for record in traced if record.task_run_id is None]
+    return (own or traced)[-1].traceback if traced else None
 
 
 def _task_detail(task: TaskRun) -> str:
@@ -215,7 +227,8 @@ def logs(
                 page = queries.run_logs(rm, run_id, min_level=minimum, after=position, limit=1000)
                 for line in page.items:
                     style = "red" if line.level >= 40 else "yellow" if line.level >= 30 else ""
-                    text = f"{line.occurred.strftime('%H:%M:%S.%f')[:-3]} {line.level_name:<8} {line.logger} | {line.message}"
+                    who = line.task_run_name or line.task_run_id or "flow"
+                    text = f"{line.occurred.strftime('%H:%M:%S.%f')[:-3]} {line.level_name:<8} {who} | {line.message}"
                     out.print(f"[{style}]{escape(text)}[/]" if style else text, markup=bool(style))
                 ended = _ended(rm, run_id, position, page.next_after)
                 position = page.next_after or position
