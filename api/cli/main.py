@@ -22,12 +22,15 @@ class _RootGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
         except Exception as exc:
-            if ctx.params.get("debug"):
+            if ctx.params.get("debug") or _of_the_cli_framework(exc):
                 raise
             fail(*explain(exc))
+
+
+def _of_the_cli_framework(exc: Exception) -> bool:
+    """Usage errors, exits and aborts: typer (and its click) print those themselves."""
+    return type(exc).__module__.split(".")[0] in ("typer", "click")
 
 
 app = typer.Typer(
