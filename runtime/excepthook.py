@@ -8,7 +8,9 @@ traceback. Installed when the process opens its runtime (its first flow run).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 from ledgerflow.events import EventStoreError
 
@@ -21,8 +23,11 @@ def install(*, debug: bool) -> None:
     sys.excepthook = _OneLine(sys.excepthook)
 
 
+_Hook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
+
+
 class _OneLine:
-    def __init__(self, previous: object) -> None:
+    def __init__(self, previous: _Hook) -> None:
         self.previous = previous
 
     def __call__(self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
@@ -30,4 +35,4 @@ class _OneLine:
             message = " ".join(str(exc).split())
             print(f"error: {message} (LEDGERFLOW_DEBUG=1 shows the traceback)", file=sys.stderr)
         else:
-            self.previous(kind, exc, tb)  # type: ignore[operator]
+            self.previous(kind, exc, tb)

@@ -34,7 +34,8 @@ def check_every_row_for_negative_amounts(rows: list[int]) -> int:
 @flow(name="a-rather-long-flow-name-for-narrow-terminals")
 def nightly(n: int = 3) -> int:
     get_run_logger().info("starting")
-    return check_every_row_for_negative_amounts(extract_everything_from_the_warehouse(n))
+    checked: int = check_every_row_for_negative_amounts(extract_everything_from_the_warehouse(n))
+    return checked
 
 
 @pytest.fixture(scope="module")

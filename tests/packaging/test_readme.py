@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -25,7 +26,7 @@ def shown_commands() -> set[tuple[str, ...]]:
 
 def resolves(path: tuple[str, ...]) -> bool:
     """Whether the words name a command (words after a command's own name are its arguments)."""
-    command = typer.main.get_command(app)
+    command: Any = typer.main.get_command(app)
     for word in path:
         if not hasattr(command, "list_commands"):  # a command, not a group of them
             return True
