@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from ledgerflow.api.cli.console import describe
-from ledgerflow.events import EventStoreError
+from ledgerflow.events import EventStoreError, Settings
 from ledgerflow.events.deployments import DeploymentError
 from ledgerflow.notifications.errors import NotificationError
 from ledgerflow.projections.errors import ProjectionError
@@ -27,6 +28,8 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
     """(what is wrong, what to do) for an error no command handled itself."""
     if isinstance(exc, _TYPED):
         return _one_line(exc), None
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        return "; ".join(_setting_error(error) for error in exc.errors()), None
     if isinstance(exc, ValidationError):
         return describe(exc), None
     if isinstance(exc, RecursionError):
@@ -37,6 +40,11 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
         f"unexpected {type(exc).__name__}: {_one_line(exc)}",
         "this is a bug in ledgerflow: rerun with --debug (or LEDGERFLOW_DEBUG=1) and report the traceback",
     )
+
+
+def _setting_error(error: ErrorDetails) -> str:
+    variable = "LEDGERFLOW_" + "_".join(map(str, error["loc"])).upper()
+    return f"{variable}={error.get('input')!r} is not valid: {error['msg']}"
 
 
 def _one_line(exc: BaseException) -> str:

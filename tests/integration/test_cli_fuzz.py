@@ -238,3 +238,16 @@ def test_version() -> None:
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"ledgerflow {version('ledgerflow')}"
+
+
+def test_a_bad_setting_is_named_by_its_variable(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGERFLOW_CANCEL_CHECK_SECONDS", "soon")
+    result = cli("flow-run", "ls")
+    assert_clean(result, failed=True)
+    assert "LEDGERFLOW_CANCEL_CHECK_SECONDS='soon' is not valid" in result.stderr
+
+
+def test_the_server_refuses_a_bad_database_before_starting(workdir: Path) -> None:
+    result = cli("server", "start", "--port", "1", url="mysql://user:secret@db.example/prod")
+    assert_clean(result, failed=True)
+    assert "unsupported database URL scheme 'mysql'" in result.stderr and "secret" not in result.output
