@@ -156,6 +156,7 @@ class LogEmitted(_Payload):
 
     flow_run_id: str
     task_run_id: str | None = None
+    task_run_name: str | None = None
     level: int
     level_name: str
     logger: str

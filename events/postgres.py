@@ -138,7 +138,7 @@ class PostgresEventStore(SqlEventStore):
             min_size=1,
             max_size=pool_size,
             timeout=30,
-            open=True,
+            open=False,  # opened once the schema check below reached the server: no retry noise before
             name="ledgerflow-writers",
         )
         self._announce_pending = threading.Event()
@@ -148,6 +148,7 @@ class PostgresEventStore(SqlEventStore):
         self._notifying = False
         try:
             super().__init__(engine)
+            self._writers.open()
         except BaseException:
             self._writers.close()  # it would keep retrying its connections in the background
             engine.dispose()

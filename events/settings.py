@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     api_url: str | None = None
     api_key: str | None = None
+    debug: bool = False
+    """Show full tracebacks instead of one-line errors (the CLI's `--debug`)."""
     cancel_check_seconds: float = Field(default=0.5, gt=0, le=60)
     """How often a running flow looks in the log for a cancel nobody else told it about."""
     heartbeat_seconds: float = Field(default=30.0, gt=0, le=86_400)

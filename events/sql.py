@@ -295,7 +295,10 @@ class _TranslateErrors:
             exc.connection_invalidated
             or (isinstance(exc, OperationalError) and _is_connection_error(exc))
         ):
-            raise StoreUnavailable(f"the event store cannot be reached: {exc.orig}") from exc
+            raise StoreUnavailable(
+                f"the event store cannot be reached: {exc.orig}: check that the database is up and"
+                " LEDGERFLOW_DATABASE_URL names it"
+            ) from exc
 
 
 _TRANSLATE_ERRORS = _TranslateErrors()
@@ -305,5 +308,8 @@ def _is_connection_error(exc: OperationalError) -> bool:
     message = str(exc.orig).lower()
     return any(
         needle in message
-        for needle in ("connection", "could not connect", "unable to open", "server closed")
+        for needle in (
+            "connection", "could not connect", "unable to open", "server closed", "resolve host",
+            "translate host name", "name or service not known", "timeout expired",
+        )
     )

@@ -45,16 +45,28 @@ _INSERT_HEAD = "INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?
 _MOVE_HEAD = "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?"
 
 
+def _ensure_folder(folder: Path, home: Path | None) -> None:
+    if folder.is_dir():
+        return
+    if home is not None and folder.absolute() == home.expanduser().absolute():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return
+    raise StoreUnavailable(
+        f"the folder {str(folder)!r} of the SQLite database does not exist: create it, or fix LEDGERFLOW_DATABASE_URL"
+    )
+
+
 class SqliteEventStore(SqlEventStore):
     """Appends in this process wake subscribers at once; other processes' appends are polled."""
 
     poll_interval = 0.1
 
-    def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, url: str, *, synchronous: str = "NORMAL", home: Path | None = None) -> None:
+        """`home`: the one missing folder this may create for the file (LEDGERFLOW_HOME)."""
         parsed = make_url(url)
         try:
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _ensure_folder(Path(parsed.database).expanduser().parent, home)
             engine = create_engine(
                 parsed.set(drivername="sqlite"),
                 connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
@@ -13,7 +14,7 @@ from ledgerflow.events.integrity import VerifyReport
 from ledgerflow.events.reading import Page
 from ledgerflow.events.subscription import Subscription
 
-__all__ = ["EventStore", "open_store"]
+__all__ = ["EventStore", "open_store", "redacted"]
 
 
 class EventStore(Protocol):
@@ -63,17 +64,29 @@ class EventStore(Protocol):
 
 
 def open_store(url: str | None = None) -> EventStore:
-    """The store for `url`: `sqlite:///path` or `postgresql://...` (None: the configured one)."""
-    url = url or load_settings().store_url
-    scheme = url.split(":", 1)[0].lower()
+    """The store for `url`: `sqlite:///path` or `postgresql://...` (None: the configured one).
+
+    A SQLite file's folder must exist, unless it is the configured `LEDGERFLOW_HOME`, which is
+    created (readable by its owner only).
+    """
+    settings = load_settings()
+    url = url or settings.store_url
+    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
     if scheme.startswith("sqlite"):
         from ledgerflow.events.sqlite import SqliteEventStore
 
-        return SqliteEventStore(url)
+        return SqliteEventStore(url, home=settings.home)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         from ledgerflow.events.postgres import PostgresEventStore
 
         return PostgresEventStore(url.replace("postgres://", "postgresql://", 1))
+    if not scheme:
+        raise StoreUnavailable(f"{redacted(url)!r} is not a database URL: use sqlite:///path or postgresql://...")
     raise StoreUnavailable(
-        f"unsupported database URL {url.split('@')[-1]!r}: use sqlite:///path or postgresql://..."
+        f"unsupported database URL scheme {scheme!r} in {redacted(url)}: use sqlite:///path or postgresql://..."
     )
+
+
+def redacted(url: str) -> str:
+    """The URL with its password, if any, masked."""
+    return re.sub(r"^([^:/]+://[^:/@]*):[^@/]*@", r"\1:***@", url)

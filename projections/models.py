@@ -98,6 +98,8 @@ class StateRecord(_Result):
     attempt: int
     message: str | None
     error: str | None
+    traceback: str | None = None
+    """The formatted traceback of a Failed (or Crashed) state's error."""
 
 
 class RunDetail(_Result):
@@ -113,6 +115,8 @@ class LogLine(_Result):
     """The event's place in the run's stream: the page cursor."""
     occurred: datetime
     task_run_id: str | None
+    task_run_name: str | None = None
+    """The name of the task run that wrote it (None: the flow run)."""
     level: int
     level_name: str
     logger: str

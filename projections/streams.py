@@ -86,7 +86,7 @@ def state_history(events: list[StoredEvent]) -> list[StateRecord]:
         states.append(StateRecord(
             task_run_id=data.get("task_run_id"), state_type=state_type, state_name=name,
             occurred=event.occurred, attempt=data.get("attempt", 1), message=data.get("message"),
-            error=error_text(data),
+            error=error_text(data), traceback=(data.get("error") or {}).get("traceback"),
         ))
     return states
 
@@ -111,7 +111,7 @@ def log_lines(
             continue
         lines.append(LogLine(
             position=event.stream_position, occurred=event.occurred,
-            task_run_id=data.get("task_run_id"), level=data.get("level", 0),
+            task_run_id=data.get("task_run_id"), task_run_name=data.get("task_run_name"), level=data.get("level", 0),
             level_name=data.get("level_name", ""), logger=data.get("logger", ""),
             message=data.get("message", ""),
         ))

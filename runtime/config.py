@@ -13,11 +13,11 @@ from __future__ import annotations
 import atexit
 import sys
 import threading
-from types import TracebackType
 from dataclasses import dataclass
 from pathlib import Path
 
 from ledgerflow.events import EventStore, Settings, load_settings, open_store
+from ledgerflow.runtime import excepthook
 from ledgerflow.runtime.cache import CacheIndex
 from ledgerflow.runtime.control import ControlWatcher
 from ledgerflow.runtime.eventlog import EventLog
@@ -63,7 +63,9 @@ def current() -> Runtime:
     if _current is None:
         with _lock:
             if _current is None:
-                _current = _from_settings(load_settings())
+                settings = load_settings()
+                excepthook.install(debug=settings.debug)
+                _current = _from_settings(settings)
                 atexit.register(reset)
     return _current
 
@@ -122,8 +124,7 @@ def _remote(home: Path, api_url: str, api_key: str | None, results: ResultStore)
         reachable = log.check_write_access()
     except WriteRefused:
         log.close()
-        _report_refusals_in_one_line(WriteRefused)
-        raise
+        raise  # one line, through runtime/excepthook.py
 
     def warn(reason: str) -> None:
         print(f"ledgerflow: warning: the API server at {api_url} is unreachable ({reason}); the events are kept "
@@ -138,16 +139,3 @@ def _remote(home: Path, api_url: str, api_key: str | None, results: ResultStore)
             writer.start_spooling(report.error or "the spool could not be emptied")
     return log, writer
 
-
-def _report_refusals_in_one_line(kind: type[BaseException]) -> None:
-    """Uncaught, an error of `kind` ends the program with its one-line message, not a traceback."""
-    previous = sys.excepthook
-
-    def hook(raised: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
-        if isinstance(error, kind):
-            print(f"ledgerflow: {error}", file=sys.stderr, flush=True)
-        else:
-            previous(raised, error, trace)
-
-    if getattr(previous, "__qualname__", "") != hook.__qualname__:
-        sys.excepthook = hook

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
-__all__ = ["Entrypoint", "EntrypointError", "entrypoint_of", "load_entrypoint"]
+__all__ = ["Entrypoint", "EntrypointError", "entrypoint_of", "load_entrypoint", "module_label"]
 
 _SCRIPT_PREFIX = "__ledgerflow_entrypoint_"
 
@@ -40,6 +40,17 @@ def _package_root(module: ModuleType) -> Path | None:
     path = Path(file).resolve()
     depth = module.__name__.count(".") + (2 if path.name == "__init__.py" else 1)
     return path.parents[depth - 1]
+
+
+def module_label(fn: Any) -> str:
+    """The name of `fn`'s module, the same whether its file runs as a script (`__main__`) or was
+    loaded from an entrypoint: task keys (replay, caching) must match across the two."""
+    name: str = fn.__module__
+    if name == "__main__" or name.startswith(_SCRIPT_PREFIX):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file:
+            return Path(file).stem
+    return name
 
 
 def entrypoint_of(fn: Any) -> Entrypoint | None:

@@ -54,6 +54,7 @@ class EventLogHandler(logging.Handler):
         }
         if task_run is not None:
             data["task_run_id"] = str(task_run.id)
+            data["task_run_name"] = getattr(task_run, "name", None)
         if flow_run is not None:
             flow_run.emit("log.emitted", data)
         else:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import inspect
+import os
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-__all__ = ["error_info", "error_message", "json_safe", "run_name"]
+__all__ = ["error_info", "error_message", "formatted_traceback", "json_safe", "run_name"]
 
 _PARAMETER_LIMIT = 8_192
+_TRACEBACK_LIMIT = 32_768
+_OWN_CODE = str(Path(__file__).parent) + os.sep
 
 
 def run_name(
@@ -39,8 +43,28 @@ def error_message(error: BaseException) -> str:
 
 
 def error_info(error: BaseException) -> dict[str, Any]:
-    trace = "".join(traceback.format_exception(error)[-6:]) if error.__traceback__ else None
-    return {"type": type(error).__name__, "message": str(error), "traceback": trace}
+    return {"type": type(error).__name__, "message": str(error), "traceback": formatted_traceback(error)}
+
+
+def formatted_traceback(error: BaseException) -> str | None:
+    """The traceback as Python prints it, without ledgerflow's own frames (the user's code is
+    what it should show), its newest part when it is very long."""
+    if error.__traceback__ is None:
+        return None
+    summary = traceback.TracebackException.from_exception(error)
+    seen: set[int] = set()
+    pending = [summary]
+    while pending:  # the error, and the ones it was raised from or during
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        theirs = [frame for frame in current.stack if not frame.filename.startswith(_OWN_CODE)]
+        if theirs:
+            current.stack = traceback.StackSummary.from_list(theirs)
+        pending.extend(linked for linked in (current.__cause__, current.__context__) if linked is not None)
+    text = "".join(summary.format())
+    return text if len(text) <= _TRACEBACK_LIMIT else "...\n" + text[-_TRACEBACK_LIMIT:]
 
 
 def json_safe(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from ledgerflow.runtime.annotations import allow_failure, opaque, quote, unmapped
 from ledgerflow.runtime.cache import DEFAULT, NO_CACHE, CachePolicy
 from ledgerflow.runtime.context import FlowRunContext, RunInfo, TaskRunContext, flow_run_var
+from ledgerflow.runtime.entrypoints import module_label
 from ledgerflow.runtime.futures import TaskFuture, TaskFutureList
 from ledgerflow.runtime.hooks import Hooks
 from ledgerflow.runtime.inputs import needs_waiting
@@ -97,7 +98,7 @@ class Task(Generic[P, R]):
                            on_cancellation=on_cancellation, on_crashed=on_crashed)
         self.on_commit_hooks: list[Callable[..., Any]] = []
         self.on_rollback_hooks: list[Callable[..., Any]] = []
-        self.task_key = f"{fn.__module__}.{fn.__qualname__}"
+        self.task_key = f"{module_label(fn)}.{fn.__qualname__}"
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = signature
         parameters = signature.parameters.values()

@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
+from rich.console import Console, ConsoleOptions
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,21 +24,37 @@ def table(
     *columns: str, title: str | None = None, right: Collection[str] = (), no_wrap: Collection[str] = (),
     min_widths: Mapping[str, int] | None = None,
 ) -> Table:
-    """A borderless table whose long cells fold onto more lines in a narrow terminal, never cut."""
-    made = Table(box=None, header_style="bold", title=title, title_justify="left", pad_edge=False)
+    """A borderless table whose long cells fold onto more lines in a narrow terminal, never cut;
+    a header may wrap between its words, never inside one."""
+    made = _FittingTable(box=None, header_style="bold", title=title, title_justify="left", pad_edge=False)
     for column in columns:
         made.add_column(
             column, overflow="fold", no_wrap=column in no_wrap, justify="right" if column in right else "left",
-            min_width=(min_widths or {}).get(column),
+            min_width=max((min_widths or {}).get(column, 0), *map(len, column.split())),
         )
     return made
 
 
+class _FittingTable(Table):
+    """A table that, when the terminal is too narrow, keeps every column at least its
+    `min_width` wide: rich's last resort shrinks all columns evenly and drops narrow ones."""
+
+    def _calculate_column_widths(self, console: Console, options: ConsoleOptions) -> list[int]:
+        widths = super()._calculate_column_widths(console, options)
+        floors = [(column.min_width or 0) + self._get_padding_width(index) for index, column in enumerate(self.columns)]
+        widths = [max(width, floor) for width, floor in zip(widths, floors)]
+        budget = options.max_width - self._extra_width
+        while sum(widths) > budget:
+            richest = max(range(len(widths)), key=lambda index: widths[index] - floors[index])
+            if widths[richest] <= floors[richest]:
+                break  # even the floors do not fit: the terminal wraps the lines
+            widths[richest] -= 1
+        return widths
+
+
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print a one-line error (and what to do next) and exit non-zero."""
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    if hint:
-        err.print(f"[dim]{escape(hint)}[/]")
+    err.print(f"[bold red]error:[/] {escape(message)}" + (f" [dim]({escape(hint)})[/]" if hint else ""))
     raise typer.Exit(code)
 
 

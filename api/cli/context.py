@@ -1,26 +1,18 @@
-"""Opening the configured store for a CLI command, with errors a user can act on."""
+"""Opening the configured store for a CLI command (errors are explained by the root command)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ledgerflow.api.cli.console import fail
-from ledgerflow.events import EventStore, StoreUnavailable, load_settings, open_store
+from ledgerflow.events import EventStore, load_settings, open_store
 
 __all__ = ["opened_store"]
 
 
 @contextmanager
 def opened_store() -> Iterator[EventStore]:
-    settings = load_settings()
-    try:
-        store = open_store(settings.store_url)
-    except StoreUnavailable as exc:
-        fail(
-            " ".join(str(exc).split()),
-            "check LEDGERFLOW_HOME and LEDGERFLOW_DATABASE_URL, or unset the URL to use the embedded SQLite store",
-        )
+    store = open_store(load_settings().store_url)
     try:
         yield store
     finally:

@@ -8,7 +8,6 @@ server. A run may be named by its id, a unique id prefix or its run name.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
 from ledgerflow.api.cli.client import ApiClient
@@ -28,10 +28,11 @@ from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.deployments import DeploymentError, deployment_id
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
+from ledgerflow.events.timesyntax import InvalidTime, parse_time
 from ledgerflow.projections import queries
 from ledgerflow.projections.errors import ProjectionError
 from ledgerflow.projections.lookup import resolve_run
-from ledgerflow.projections.models import FlowRun, LineageGraph, LogPage, TaskRun
+from ledgerflow.projections.models import FlowRun, LineageGraph, LogPage, StateRecord, TaskRun
 from ledgerflow.projections.readmodel import ReadModel
 
 __all__ = ["app", "parse_since", "stats"]
@@ -50,23 +51,16 @@ STATE_STYLES = {
     StateType.PAUSED: "blue",
 }
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
-_SINCE = re.compile(r"^(\d+)\s*([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _FOLLOW_SECONDS = 0.5
 """How often `logs --follow` asks the server for more."""
 
 
 def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """`30m`, `12h`, `7d`, `2w` ago, or an ISO-8601 time (UTC unless it says otherwise)."""
-    now = now or datetime.now(UTC)
-    match = _SINCE.match(value.strip())
-    if match:
-        return now - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    """`--since`: a duration ago or an ISO-8601 time, as the API takes it (events/timesyntax.py)."""
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--since {value!r} is neither a duration nor a time", "use e.g. 30m, 12h, 7d, 2w or 2024-05-01T00:00")
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return parse_time(value, now)
+    except InvalidTime as exc:
+        fail(f"--since {exc}")
 
 
 @contextmanager
@@ -130,7 +124,7 @@ def ls(
             page = queries.list_flow_runs(rm, **filters)
     rows = table(
         "ID", "FLOW", "NAME", "STATE", "CREATED", "DURATION", "TAGS",
-        no_wrap=("ID", "STATE"), min_widths={"CREATED": 10},
+        no_wrap=("STATE",), min_widths={"ID": 18, "CREATED": 10},
     )
     for run in page.items:
         rows.add_row(
@@ -196,12 +190,23 @@ def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id, unique id p
             _duration(task.duration), str(task.attempts), _task_detail(task),
         )
     out.print(tasks)
+    failure = _last_traceback(detail.states)
+    if failure:
+        out.print("[bold]traceback[/]")
+        out.print(Text(failure.rstrip(), style="red"), overflow="fold")
     if found:
         arts = table("KEY", "TYPE", "TASK RUN", "DATA", title="artifacts")
         for artifact in found:
             arts.add_row(escape(artifact.key or artifact.id), artifact.artifact_type,
                          names.get(artifact.task_run_id or "", "-"), escape(str(artifact.data)[:80]))
         out.print(arts)
+
+
+def _last_traceback(states: list[StateRecord]) -> str | None:
+    """The traceback of the run's failure: its own last one, else its tasks' last one."""
+    traced = [record for record in states if record.traceback]
+    own = [record for record in traced if record.task_run_id is None]
+    return (own or traced)[-1].traceback if traced else None
 
 
 def _task_detail(task: TaskRun) -> str:
@@ -260,7 +265,8 @@ def logs(
 def _print_log_lines(page: LogPage) -> None:
     for line in page.items:
         style = "red" if line.level >= 40 else "yellow" if line.level >= 30 else ""
-        text = f"{line.occurred.strftime('%H:%M:%S.%f')[:-3]} {line.level_name:<8} {line.logger} | {line.message}"
+        who = line.task_run_name or line.task_run_id or "flow"
+        text = f"{line.occurred.strftime('%H:%M:%S.%f')[:-3]} {line.level_name:<8} {who} | {line.message}"
         out.print(f"[{style}]{escape(text)}[/]" if style else text, markup=bool(style))
 
 

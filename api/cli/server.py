@@ -10,6 +10,7 @@ import typer
 from ledgerflow.api.cli.console import fail, out
 from ledgerflow.api.http.settings import is_loopback, load_api_settings
 from ledgerflow.events import StoreUnavailable, load_settings
+from ledgerflow.events.store import redacted
 
 app = typer.Typer(help="Run the API server.", no_args_is_help=True)
 
@@ -33,7 +34,7 @@ def start(
         fail(str(exc))
     settings = load_settings()
     out.print(
-        f"ledgerflow server on http://{host}:{port} (store: {settings.store_url.split('@')[-1]}, "
+        f"ledgerflow server on http://{host}:{port} (store: {redacted(settings.store_url)}, "
         f"auth: {'on' if api.auth else 'off'})"
     )
     if not is_loopback(host) and not api.allowed_hosts:
@@ -42,13 +43,13 @@ def start(
             "names clients use for it in LEDGERFLOW_ALLOWED_HOSTS[/]"
         )
     options = {"host": host, "port": port, "log_level": log_level, "ws": "websockets-sansio"}
+    # A database that cannot be used fails here, in one line, not in uvicorn's startup; and
+    # workers starting together on a fresh database would race to create its tables.
+    prepare_database(settings)
     try:
         if workers == 1:
             uvicorn.run(create_app(settings, api), **options)  # type: ignore[arg-type]
         else:
-            # Workers starting together on a fresh database would race to create its tables:
-            # create (or migrate) them once here, before any worker starts.
-            prepare_database(settings)
             os.environ[SETTINGS_VARIABLE] = api.model_dump_json()  # the workers read it
             uvicorn.run("ledgerflow.api.http.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
     except StoreUnavailable as exc:

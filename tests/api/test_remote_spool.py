@@ -186,8 +186,9 @@ def test_a_read_only_key_stops_the_flow_before_any_task(tmp_path: Path, sqlite_u
         unknown = _run_flow(tmp_path, _env(tmp_path / "client", url, "lf_not-a-key"), side_effect)
     assert ran.returncode != 0 and not side_effect.exists()
     assert ran.stderr.strip().splitlines() == [
-        "ledgerflow: the API key 'reader' may not write events (scope read); create one with "
-        "`ledgerflow api-key create --name NAME --scope write` and set LEDGERFLOW_API_KEY"
+        "error: the API key 'reader' may not write events (scope read); create one with "
+        "`ledgerflow api-key create --name NAME --scope write` and set LEDGERFLOW_API_KEY "
+        "(LEDGERFLOW_DEBUG=1 shows the traceback)"
     ]
     assert unknown.returncode != 0 and not side_effect.exists()
     assert len(unknown.stderr.strip().splitlines()) == 1 and "refused the API key" in unknown.stderr

@@ -41,6 +41,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def stored(env: dict[str, str]) -> list[object]:
+    Path(env["LEDGERFLOW_HOME"]).mkdir(exist_ok=True)  # opening a store creates no folder but the configured home
     url = env.get("LEDGERFLOW_DATABASE_URL") or f"sqlite:///{env['LEDGERFLOW_HOME']}/ledgerflow.db"
     store = open_store(url)
     try:

@@ -63,6 +63,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def seed(env: dict[str, str], *runs: SyntheticRun) -> None:
+    Path(env["LEDGERFLOW_HOME"]).mkdir(exist_ok=True)  # opening a store creates no folder but the configured home
     store = open_store(f"sqlite:///{env['LEDGERFLOW_HOME']}/ledgerflow.db")
     try:
         for each in runs:

@@ -10,7 +10,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, ValidationError
+from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from ledgerflow.api.http.contract import check_payloads
@@ -21,6 +21,7 @@ from ledgerflow.api.keys import Scope
 from ledgerflow.api.http.openapi import json_body
 from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.api.http.schemas import AppendRequest, AppendResult, EventPage, event_json
+from ledgerflow.api.http.times import Time
 from ledgerflow.api.http.state import ServerState
 from ledgerflow.events import Cursor
 
@@ -73,8 +74,8 @@ def read_events(
     resource: Annotated[
         str | None, Query(min_length=1, max_length=100, description="A flow-run or task-run id its events name")
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Occurred at or after (ISO-8601 with offset)")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Occurred before (ISO-8601 with offset)")] = None,
+    since: Annotated[Time | None, Query(description="Occurred at or after")] = None,
+    until: Annotated[Time | None, Query(description="Occurred before")] = None,
     after: AfterQuery = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
     last: Annotated[int | None, Query(ge=1, le=5000, description="Only the newest N (instead of after)")] = None,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledgerflow.api.http.deps import ReadModelDep, StoreDep, require
 from ledgerflow.api.http.schemas import EventOut, event_json
+from ledgerflow.api.http.times import Time
 from ledgerflow.api.keys import Scope
 from ledgerflow.events.runs import RunNotDue, cancel_flow_run, propose_flow_run_state, resume_flow_run
 from ledgerflow.events.states import STATE_NAMES
@@ -68,8 +69,8 @@ def list_flow_runs(
     state: Annotated[str | None, Query(max_length=40, description="State type (FAILED) or name (Cached)")] = None,
     tag: Annotated[list[str] | None, Query(description="Runs having every one of these tags")] = None,
     deployment_id: Annotated[str | None, Query(max_length=100)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Time | None = None,
+    until: Time | None = None,
     sort: Literal["newest", "oldest"] = "newest",
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")] = None,
@@ -83,8 +84,8 @@ def list_flow_runs(
 @router.get("/history", response_model=RunHistory)
 def flow_run_history(
     rm: ReadModelDep,
-    since: Annotated[datetime | None, Query(description="Default: 24 hours before until")] = None,
-    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+    since: Annotated[Time | None, Query(description="Default: 24 hours before until")] = None,
+    until: Annotated[Time | None, Query(description="Default: now")] = None,
     grain: Literal["minute", "hour", "day"] = "hour",
     flow_name: Annotated[str | None, Query(max_length=200)] = None,
     state: Annotated[str | None, Query(max_length=40, description="State type (FAILED) or name (Cached)")] = None,
@@ -264,8 +265,8 @@ def _report(
 @analytics_router.get("/flows", response_model=AnalyticsReport)
 def flow_analytics(
     rm: ReadModelDep,
-    since: Annotated[datetime | None, Query(description="Default: 7 days ago")] = None,
-    until: datetime | None = None,
+    since: Annotated[Time | None, Query(description="Default: 7 days ago")] = None,
+    until: Time | None = None,
     grain: Literal["hour", "day"] = "day",
     flow_name: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AnalyticsReport:
@@ -276,8 +277,8 @@ def flow_analytics(
 @analytics_router.get("/tasks", response_model=AnalyticsReport)
 def task_analytics(
     rm: ReadModelDep,
-    since: Annotated[datetime | None, Query(description="Default: 7 days ago")] = None,
-    until: datetime | None = None,
+    since: Annotated[Time | None, Query(description="Default: 7 days ago")] = None,
+    until: Time | None = None,
     grain: Literal["hour", "day"] = "day",
     task_key: Annotated[str | None, Query(max_length=500)] = None,
 ) -> AnalyticsReport:
