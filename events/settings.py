@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     api_key: str | None = None
     cancel_check_seconds: float = Field(default=0.5, gt=0, le=60)
     """How often a running flow looks in the log for a cancel nobody else told it about."""
+    concurrency_lease_seconds: float = Field(default=30.0, ge=0.5, le=86_400)
+    """How long a concurrency slot outlives a holder that stops renewing it (a crashed process)."""
     secret_key: SecretStr | None = None
     """Fernet key(s) that encrypt notification blocks at rest (comma-separated: the first
     encrypts, all decrypt); unset, one is generated into `$LEDGERFLOW_HOME/secret.key`."""

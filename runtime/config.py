@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ledgerflow.events import EventStore, Settings, load_settings, open_store
 from ledgerflow.runtime.cache import CacheIndex
+from ledgerflow.runtime.concurrency import Slots
 from ledgerflow.runtime.control import ControlWatcher
 from ledgerflow.runtime.eventlog import EventLog
 from ledgerflow.runtime.results import ResultStore
@@ -31,9 +32,12 @@ class Runtime:
     watcher: ControlWatcher
     store: EventStore | None
     """The store this process opened itself (None when the events go to an API server)."""
+    slots: Slots
+    """This process's takes of concurrency limits."""
 
     def close(self) -> None:
         self.writer.close()
+        self.slots.close()
         self.watcher.close()
         self.results.close()
         if self.store is not None:
@@ -80,7 +84,8 @@ def reset() -> None:
 
 def _from_settings(settings: Settings) -> Runtime:
     return for_home(Path(settings.home), settings.store_url, settings.api_url, settings.api_key,
-                    cancel_check_seconds=settings.cancel_check_seconds)
+                    cancel_check_seconds=settings.cancel_check_seconds,
+                    concurrency_lease_seconds=settings.concurrency_lease_seconds)
 
 
 def for_home(
@@ -90,6 +95,7 @@ def for_home(
     api_key: str | None = None,
     *,
     cancel_check_seconds: float = 0.5,
+    concurrency_lease_seconds: float = 30.0,
 ) -> Runtime:
     results, cache = ResultStore(home / "results"), CacheIndex(home / "cache")
     store: EventStore | None = None
@@ -100,4 +106,5 @@ def for_home(
     else:
         store = log = open_store(store_url)
     writer = EventWriter(log, before_append=results.sync)
-    return Runtime(writer, results, cache, log, ControlWatcher(log, cancel_check_seconds), store)
+    return Runtime(writer, results, cache, log, ControlWatcher(log, cancel_check_seconds), store,
+                   Slots(log, concurrency_lease_seconds))

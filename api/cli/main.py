@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ledgerflow.api.cli import automations, control, deployments, events, keys, projections, runs, server
+from ledgerflow.api.cli import automations, concurrency_limits, control, deployments, events, keys, projections, runs, server
 
 __all__ = ["app", "main"]
 
@@ -30,6 +30,7 @@ app.add_typer(automations.engine_app, name="automations")
 app.add_typer(deployments.app, name="deployment")
 app.command("deploy")(deployments.deploy)
 app.add_typer(deployments.scheduler_app, name="scheduler")
+app.add_typer(concurrency_limits.app, name="concurrency-limit")
 
 
 def main() -> None:
