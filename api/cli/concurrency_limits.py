@@ -57,11 +57,11 @@ class _Local:
 class _Remote:
     def __init__(self, url: str, key: str | None) -> None:
         headers = {"authorization": f"Bearer {key}"} if key else {}
-        self.http = httpx.Client(base_url=url.rstrip("/") + "/api/concurrency-limits", headers=headers, timeout=60.0)
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60.0)
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            response = self.http.request(method, path, json=body)
+            response = self.http.request(method, "/api/concurrency-limits" + path, json=body)
         except httpx.TransportError as exc:
             raise EventStoreError(f"the API server at {self.http.base_url} cannot be reached: {exc}") from exc
         if response.status_code >= 400:
