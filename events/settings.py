@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     api_key: str | None = None
     cancel_check_seconds: float = Field(default=0.5, gt=0, le=60)
     """How often a running flow looks in the log for a cancel nobody else told it about."""
+    results_url: str | None = None
+    """Where task results and the cache index live: a folder or an fsspec URL (`s3://bucket/prefix`);
+    default `<home>/results`. Machines that share it share results and cache hits."""
     concurrency_lease_seconds: float = Field(default=30.0, ge=0.5, le=86_400)
     """How long a concurrency slot outlives a holder that stops renewing it (a crashed process)."""
     secret_key: SecretStr | None = None

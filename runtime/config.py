@@ -17,6 +17,7 @@ from ledgerflow.runtime.concurrency import Slots
 from ledgerflow.runtime.control import ControlWatcher
 from ledgerflow.runtime.eventlog import EventLog
 from ledgerflow.runtime.results import ResultStore
+from ledgerflow.runtime.storage import open_storage
 from ledgerflow.runtime.writer import EventWriter
 
 __all__ = ["Runtime", "current", "for_home", "install", "installed", "reset"]
@@ -85,7 +86,7 @@ def reset() -> None:
 def _from_settings(settings: Settings) -> Runtime:
     return for_home(Path(settings.home), settings.store_url, settings.api_url, settings.api_key,
                     cancel_check_seconds=settings.cancel_check_seconds,
-                    concurrency_lease_seconds=settings.concurrency_lease_seconds)
+                    concurrency_lease_seconds=settings.concurrency_lease_seconds, results_url=settings.results_url)
 
 
 def for_home(
@@ -96,8 +97,12 @@ def for_home(
     *,
     cancel_check_seconds: float = 0.5,
     concurrency_lease_seconds: float = 30.0,
+    results_url: str | None = None,
 ) -> Runtime:
-    results, cache = ResultStore(home / "results"), CacheIndex(home / "cache")
+    """`results_url`: where results live, with the cache index in its `cache/` folder (default:
+    results in `<home>/results`, the index in `<home>/cache`)."""
+    results = ResultStore(results_url or home / "results")
+    cache = CacheIndex(results.storage.child("cache") if results_url else open_storage(home / "cache"))
     store: EventStore | None = None
     if api_url:
         from ledgerflow.runtime.remote import HttpEventLog  # only when talking to a server
