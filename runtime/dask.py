@@ -41,7 +41,7 @@ class DaskTaskRunner(ProcessPoolTaskRunner):
         self.client_kwargs = dict(client_kwargs or {})
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
-        self._executor: Executor | None = None
+        self._dask: Executor | None = None
         self._dask_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -53,21 +53,21 @@ class DaskTaskRunner(ProcessPoolTaskRunner):
 
     def _workers(self) -> Any:
         with self._dask_lock:
-            if self._executor is None:
+            if self._dask is None:
                 if self.address is None:
                     self._cluster = LocalCluster(**{"dashboard_address": ":0", **self.cluster_kwargs})
                     self._client = Client(self._cluster, **self.client_kwargs)
                 else:
                     self._client = Client(self.address, **self.client_kwargs)
                 # pure=False: two calls with equal arguments are two runs, not one cached result.
-                self._executor = self._client.get_executor(pure=False)
-            return self._executor
+                self._dask = self._client.get_executor(pure=False)
+            return self._dask
 
     def shutdown(self, wait: bool = True, cancel_queued: bool = False) -> None:
         super().shutdown(wait=wait, cancel_queued=cancel_queued)
         with self._dask_lock:
             client, cluster = self._client, self._cluster
-            self._client = self._cluster = self._executor = None
+            self._client = self._cluster = self._dask = None
         if client is not None:
             client.close()
         if cluster is not None:

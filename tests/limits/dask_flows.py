@@ -32,7 +32,7 @@ def flaky(folder: str) -> str:
 
 @flow(task_runner=LOCAL_CLUSTER, log_prints=True)
 def fan_out(folder: str, n: int, fail: bool = False) -> int:
-    total = sum(future.result() for future in square.map(range(n)))
+    total = int(sum(future.result() for future in square.map(range(n))))
     again = square.submit(2).result()  # the same call again in this run: Cached
     recovered = flaky.submit(folder).result()
     if fail:

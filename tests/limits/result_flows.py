@@ -20,7 +20,7 @@ def heavy(folder: str, n: int) -> list[int]:
 
 @flow
 def shared(folder: str, n: int, fail: bool = False) -> int:
-    total = sum(heavy(folder, n))
+    total = int(sum(heavy(folder, n)))
     if fail:
         raise RuntimeError("failing after the task")
     return total
