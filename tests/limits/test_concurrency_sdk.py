@@ -181,3 +181,32 @@ def test_rate_limit_slots_decay_at_the_limits_rate(runs: EventStore) -> None:
         before = fold_limit("calls", events[:i])
         at = datetime.fromisoformat(events[i].data["at"])
         assert before.occupied(at) + 1 <= 2 + 1e-9  # each take waited until a slot had decayed
+
+
+def test_a_task_run_waiting_for_a_slot_ends_cancelled_when_its_flow_run_is(runs: EventStore) -> None:
+    from ledgerflow.events.runs import cancel_flow_run
+    from tests.api.conftest import wait_until
+    from tests.runtime.test_cancellation import Running, flow_run_ids
+
+    create_limit(runs, "busy", 1)
+    ran: list[int] = []
+
+    @task(tags=["busy"])
+    def blocked() -> int:
+        ran.append(1)
+        return 1
+
+    @flow
+    def waits() -> int:
+        return int(blocked())
+
+    with concurrency("busy"):  # the only slot, held while the flow waits for it
+        running = Running(lambda: waits(return_state=True))
+        (run_id,) = flow_run_ids(runs)
+        wait_until(lambda: bool(runs.read_stream(f"flow-run-{run_id}", types=["task-run.created"])))
+        cancel_flow_run(runs, run_id, message="no more waiting")
+        state = running.finished()
+    assert state.is_cancelled() and ran == []
+    task_states = [e.type for e in runs.read_stream(f"flow-run-{run_id}") if e.type.startswith("task-run.")]
+    assert task_states == ["task-run.created", "task-run.Cancelled"]
+    assert len(runs.read_stream("concurrency-limit-busy", types=["concurrency-limit.acquired"])) == 1  # only ours
