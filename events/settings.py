@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=30.0, gt=0, le=86_400)
     """How often a running flow run appends `flow-run.heartbeat`; a run silent for longer than
     1.5 intervals is taken for crashed by the server's monitor (events/liveness.py)."""
+    results_url: str | None = None
+    """Where task results and the cache index live: a folder or an fsspec URL (`s3://bucket/prefix`);
+    default `<home>/results`. Machines that share it share results and cache hits."""
+    concurrency_lease_seconds: float = Field(default=30.0, ge=0.5, le=86_400)
+    """How long a concurrency slot outlives a holder that stops renewing it (a crashed process)."""
     secret_key: SecretStr | None = None
     """Fernet key(s) that encrypt notification blocks at rest (comma-separated: the first
     encrypts, all decrypt); unset, one is generated into `$LEDGERFLOW_HOME/secret.key`."""

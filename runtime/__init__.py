@@ -22,6 +22,12 @@ from ledgerflow.runtime.cache import (
     CachePolicy,
     task_input_hash,
 )
+from ledgerflow.runtime.concurrency import (
+    AcquireConcurrencySlotTimeoutError,
+    ConcurrencySlotAcquisitionError,
+    concurrency,
+    rate_limit,
+)
 from ledgerflow.runtime.context import get_run_context, tags
 from ledgerflow.runtime.deployments import Cron, Interval, RRule, RunnerDeployment, run_deployment
 from ledgerflow.runtime.serving import serve
@@ -94,6 +100,7 @@ __all__ = [
     "RUN_ID",
     "TASK_SOURCE",
     "Abort",
+    "AcquireConcurrencySlotTimeoutError",
     "AwaitingRetry",
     "CachePolicy",
     "Cancelled",
@@ -101,6 +108,7 @@ __all__ = [
     "Cancelling",
     "CommitMode",
     "Completed",
+    "ConcurrencySlotAcquisitionError",
     "Crashed",
     "CrashedRun",
     "Cron",
@@ -149,6 +157,7 @@ __all__ = [
     "as_completed",
     "asuspend_flow_run",
     "atransaction",
+    "concurrency",
     "create_link_artifact",
     "create_markdown_artifact",
     "create_progress_artifact",
@@ -164,6 +173,7 @@ __all__ = [
     "opaque",
     "pause_flow_run",
     "quote",
+    "rate_limit",
     "replay",
     "resolve_futures_to_states",
     "resume_flow_run",

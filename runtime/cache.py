@@ -7,7 +7,8 @@ otherwise, so a repeated call inside one run is Cached, as in Prefect 3. Policie
 `+`; `INPUTS - "name"` leaves an argument out; `cache_key_fn` still works and wins.
 
 Keys that include the run id are only meaningful inside that run: they live in the run's
-memory. Other keys go to an index of small files under `<home>/cache`; the log stays the record
+memory. Other keys go to an index of small files in the result storage's `cache/` folder
+(runtime/storage.py), so another machine sharing that storage finds them; the log stays the record
 (a Completed event names its cache key and result), the index only makes the lookup a read of
 one file instead of a scan of the log.
 """
@@ -16,18 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ledgerflow.events.model import utcnow
 from ledgerflow.runtime.hashing import hash_inputs
+from ledgerflow.runtime.storage import Storage
 
 if TYPE_CHECKING:
     from ledgerflow.runtime.context import TaskRunContext
@@ -215,22 +215,19 @@ class RunCache:
 class CacheIndex:
     """The index of keys that outlive a run: one small file per key."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
 
-    def _path(self, key: str) -> Path:
-        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+    @staticmethod
+    def _name(key: str) -> str:
+        return f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
     def get(self, key: str, now: datetime | None = None) -> CacheRecord | None:
         try:
-            record: CacheRecord = orjson.loads(self._path(key).read_bytes())
+            record: CacheRecord = orjson.loads(self.storage.read(self._name(key)))
         except (FileNotFoundError, orjson.JSONDecodeError):
             return None
         return None if _expired(record, now) else record
 
     def put(self, key: str, task_run_id: str, result: dict[str, Any], expiration: timedelta | None) -> None:
-        path = self._path(key)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-        partial.write_bytes(orjson.dumps(_record(task_run_id, result, expiration)))
-        os.replace(partial, path)
+        self.storage.write(self._name(key), orjson.dumps(_record(task_run_id, result, expiration)))

@@ -19,11 +19,13 @@ from pathlib import Path
 from ledgerflow.events import EventStore, Settings, load_settings, open_store
 from ledgerflow.runtime import excepthook
 from ledgerflow.runtime.cache import CacheIndex
+from ledgerflow.runtime.concurrency import Slots
 from ledgerflow.runtime.control import ControlWatcher
 from ledgerflow.runtime.eventlog import EventLog
 from ledgerflow.runtime.heartbeat import Heartbeats
 from ledgerflow.runtime.results import ResultStore
 from ledgerflow.runtime.spool import Spool
+from ledgerflow.runtime.storage import open_storage
 from ledgerflow.runtime.writer import EventWriter
 
 __all__ = ["Runtime", "current", "for_home", "install", "installed", "reset"]
@@ -40,10 +42,13 @@ class Runtime:
     store: EventStore | None
     """The store this process opened itself (None when the events go to an API server)."""
     heartbeats: Heartbeats
+    slots: Slots
+    """This process's takes of concurrency limits."""
 
     def close(self) -> None:
         self.heartbeats.close()
         self.writer.close()
+        self.slots.close()
         self.watcher.close()
         self.results.close()
         if self.store is not None:
@@ -92,7 +97,8 @@ def reset() -> None:
 
 def _from_settings(settings: Settings) -> Runtime:
     return for_home(Path(settings.home), settings.store_url, settings.api_url, settings.api_key,
-                    cancel_check_seconds=settings.cancel_check_seconds, heartbeat_seconds=settings.heartbeat_seconds)
+                    cancel_check_seconds=settings.cancel_check_seconds, heartbeat_seconds=settings.heartbeat_seconds,
+                    concurrency_lease_seconds=settings.concurrency_lease_seconds, results_url=settings.results_url)
 
 
 def for_home(
@@ -103,8 +109,13 @@ def for_home(
     *,
     cancel_check_seconds: float = 0.5,
     heartbeat_seconds: float = 30.0,
+    concurrency_lease_seconds: float = 30.0,
+    results_url: str | None = None,
 ) -> Runtime:
-    results, cache = ResultStore(home / "results"), CacheIndex(home / "cache")
+    """`results_url`: where results live, with the cache index in its `cache/` folder (default:
+    results in `<home>/results`, the index in `<home>/cache`)."""
+    results = ResultStore(results_url or home / "results")
+    cache = CacheIndex(results.storage.child("cache") if results_url else open_storage(home / "cache"))
     store: EventStore | None = None
     if api_url:
         log, writer = _remote(home, api_url, api_key, results)
@@ -112,7 +123,8 @@ def for_home(
         store = log = open_store(store_url)
         writer = EventWriter(log, before_append=results.sync)
     watcher = ControlWatcher(log, cancel_check_seconds)
-    return Runtime(writer, results, cache, log, watcher, store, Heartbeats(heartbeat_seconds))
+    return Runtime(writer, results, cache, log, watcher, store, Heartbeats(heartbeat_seconds),
+                   Slots(log, concurrency_lease_seconds))
 
 
 def _remote(home: Path, api_url: str, api_key: str | None, results: ResultStore) -> tuple[EventLog, EventWriter]:

@@ -40,7 +40,7 @@ _ID_LABELS = (RESOURCE_ID, "prefect.resource.id")
 _ROLE_LABELS = (RESOURCE_ROLE, "prefect.resource.role")
 RESERVED_PREFIXES = (
     "flow-run.", "task-run.", "log.", "artifact.", "deployment.", "automation.", "action.", "worker.",
-    "work-pool.", "concurrency.", "transaction.", "variable.", "ledgerflow.", "prefect.", "prefect-cloud.",
+    "work-pool.", "concurrency.", "concurrency-limit.", "transaction.", "variable.", "ledgerflow.", "prefect.", "prefect-cloud.",
 )
 """Event types the product writes (or Prefect reserves): a custom event may not take them."""
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:@/+-]{1,180}")

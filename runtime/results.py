@@ -6,22 +6,22 @@ otherwise, and addressed by the sha256 of its bytes (`<sha256>.json`); its `Comp
 names that key (`ResultRef`,
 events/payloads.py). JSON of at most `INLINE_LIMIT` bytes travels inside the event itself: one
 atomic write instead of an event plus a file, and a worker on another machine can load it for
-a cache hit or a replay from the log alone. Larger values and pickles go to a file under
-`<home>/results` named by the key; equal results share one file, written once. A value that
+a cache hit or a replay from the log alone. Larger values and pickles go to a file named by the
+key in the result storage (`LEDGERFLOW_RESULTS_URL`, default `<home>/results`: runtime/storage.py);
+equal results share one file, written once. A value that
 cannot be serialised at all is still returned to the caller; its event says why it was not
 persisted.
 
 Creating a file costs 50-500 us on a busy disk, several times a whole task run, so files are
 written by a few background threads while the run goes on. `sync()` waits for every file
 persisted so far; the event writer calls it before each append, so an event is committed only
-after the file it names is written. Files go to a temporary name and are renamed (a reader
-never sees half a result) and are not fsynced one by one (a disk flush per task run).
+after the file it names is written. A file is whole or absent (a local one goes to a
+temporary name and is renamed) and is not fsynced one by one (a disk flush per task run).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from ledgerflow.runtime.serialization import NotTaggable, is_plain_json, tag, untag
+from ledgerflow.runtime.storage import LocalFolder, Storage, open_storage
 
 __all__ = ["INLINE_LIMIT", "ResultStore"]
 
@@ -39,9 +40,9 @@ INLINE_LIMIT = 512
 
 
 class ResultStore:
-    def __init__(self, root: Path, writers: int = 4) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, location: Path | str, writers: int = 4) -> None:
+        """`location`: a folder, or an fsspec URL (runtime/storage.py)."""
+        self.storage: Storage = open_storage(location)
         self._writers = writers
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -80,14 +81,16 @@ class ResultStore:
         if self._executor is not None:
             self._executor.shutdown()
 
+    @property
+    def root(self) -> Path:
+        """The local folder the results are in (TypeError when they live elsewhere)."""
+        if not isinstance(self.storage, LocalFolder):
+            raise TypeError(f"results live at {self.storage.location}, not in a local folder")
+        return self.storage.root
+
     def _write(self, key: str, payload: bytes) -> None:
-        path = os.path.join(self.root, key)
-        if os.path.exists(path):
-            return
-        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
-        with open(partial, "wb") as file:
-            file.write(payload)
-        os.replace(partial, path)  # readers never see a half-written result
+        if not self.storage.exists(key):
+            self.storage.write(key, payload)
 
     def load_ref(self, ref: dict[str, Any]) -> Any:
         """The value a `ResultRef` names."""
@@ -101,7 +104,7 @@ class ResultStore:
         pending = self._pending.get(key)
         if pending is not None:
             pending.result()
-        payload = (self.root / key).read_bytes()
+        payload = self.storage.read(key)
         if key.endswith(".json"):
             return orjson.loads(payload)
         if key.endswith(f".{TAGGED}"):

@@ -25,6 +25,7 @@ from ledgerflow.events.model import new_id, utcnow
 from ledgerflow.events.states import STATE_NAMES
 from ledgerflow.events.transitions import Accepted, Delayed, RunState, decide
 from ledgerflow.runtime.context import FlowRunContext, RunInfo, TaskRunContext, current_tags, task_run_var
+from ledgerflow.runtime.concurrency import ConcurrencySlotAcquisitionError, WaitAbandoned
 from ledgerflow.runtime.control import run_cancellable
 from ledgerflow.runtime.hashing import hash_inputs
 from ledgerflow.runtime.hooks import run_hooks
@@ -44,6 +45,7 @@ __all__ = ["TaskRun", "TaskTimeout", "call_with_timeout", "run_async", "run_sync
 
 _SCALARS = (int, float, str, bool, bytes, type(None))
 _PENDING = RunState.named("Pending")
+NO_SLOTS: list[tuple[str, str]] = []
 
 
 class TaskTimeout(TimeoutError):
@@ -237,6 +239,25 @@ class TaskRun:
         info = RunInfo(self.task_run_id, self.name, self.parameters, self.tags, self.attempt or 1)
         return TaskRunContext(self.task, info, self.flow_run.flow_run, self.flow_run, log_prints)
 
+    # -- concurrency limits of its tags ---------------------------------------------------------
+
+    def take_slots(self) -> list[tuple[str, str]] | State:
+        """A slot of each of its tags' limits before an attempt (waiting for them), or the
+        state the run ends in instead (its flow run was cancelled, a limit can never admit it)."""
+        if not self.tags:
+            return NO_SLOTS
+        slots = self.flow_run.runtime.slots
+        try:
+            return slots.hold_tags(self.tags, f"task run {self.name}", lambda: self.flow_run.control.stopping)
+        except WaitAbandoned:
+            return self.cancelled()
+        except ConcurrencySlotAcquisitionError as error:
+            return self.fail(error, "Failed", hooks=True)
+
+    def give_back(self, held: list[tuple[str, str]]) -> None:
+        if held:
+            self.flow_run.runtime.slots.release_all(held)
+
     # -- attempts and outcomes ----------------------------------------------------------------
 
     def running(self) -> None:
@@ -357,25 +378,34 @@ def run_sync(run: TaskRun) -> State:
         return final
     args, kwargs = run.task.call_arguments(run.parameters)
     while True:
-        run.running()
-        context = run.context()
-        token = task_run_var.set(context)
+        held = run.take_slots()
+        if isinstance(held, State):
+            return held
         try:
-            remote = remote_runner()  # a ProcessPoolTaskRunner: the call runs in a worker process
-            if remote is not None:
-                value = remote.call(run.task, args, kwargs, run.task.timeout_seconds)
-            else:
-                value = call_with_timeout(run.task.fn, args, kwargs, run.task.timeout_seconds, "task run")
-        except BaseException as error:  # noqa: BLE001 - every outcome is recorded
-            task_run_var.reset(token)
-            outcome = run.failed(error)
-            if isinstance(outcome, State):
-                return outcome
-            if run.flow_run.control.wait(outcome):
-                return run.cancelled()
-            continue
+            outcome = _attempt_sync(run, args, kwargs)
+        finally:
+            run.give_back(held)
+        if isinstance(outcome, State):
+            return outcome
+        if run.flow_run.control.wait(outcome):
+            return run.cancelled()
+
+
+def _attempt_sync(run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> State | float:
+    """One call: its final state, or the delay before the next attempt."""
+    run.running()
+    token = task_run_var.set(run.context())
+    try:
+        remote = remote_runner()  # a ProcessPoolTaskRunner: the call runs in a worker process
+        if remote is not None:
+            value = remote.call(run.task, args, kwargs, run.task.timeout_seconds)
+        else:
+            value = call_with_timeout(run.task.fn, args, kwargs, run.task.timeout_seconds, "task run")
+    except BaseException as error:  # noqa: BLE001 - every outcome is recorded
         task_run_var.reset(token)
-        return run.succeeded(value)
+        return run.failed(error)
+    task_run_var.reset(token)
+    return run.succeeded(value)
 
 
 def call_with_timeout(
@@ -412,28 +442,39 @@ async def run_async(run: TaskRun) -> State:
     control = run.flow_run.control
     args, kwargs = run.task.call_arguments(run.parameters)
     while True:
-        run.running()
-        token = task_run_var.set(run.context())
+        held = await asyncio.to_thread(run.take_slots) if run.tags else NO_SLOTS
+        if isinstance(held, State):
+            return held
         try:
-            remote = remote_runner()
-            call = remote.call_async(run.task, args, kwargs) if remote is not None else run.task.fn(*args, **kwargs)
-            value = await run_cancellable(control, call, run.task.timeout_seconds) if inspect.iscoroutine(call) else call
-        except BaseException as raised:  # noqa: BLE001 - every outcome is recorded
-            task_run_var.reset(token)
-            if isinstance(raised, asyncio.CancelledError) and control.stopping:
-                return run.cancelled()
-            error = raised
-            if isinstance(raised, TimeoutError) and run.task.timeout_seconds is not None:
-                error = TaskTimeout(f"task run exceeded its timeout of {run.task.timeout_seconds} seconds")
-            outcome = run.failed(error)
-            if isinstance(outcome, State):
-                return outcome
-            try:
-                await run_cancellable(control, asyncio.sleep(outcome))
-            except asyncio.CancelledError:
-                if not control.stopping:
-                    raise
-                return run.cancelled()
-            continue
+            outcome = await _attempt_async(run, args, kwargs)
+        finally:
+            if held:
+                await asyncio.to_thread(run.give_back, held)
+        if isinstance(outcome, State):
+            return outcome
+        try:
+            await run_cancellable(control, asyncio.sleep(outcome))
+        except asyncio.CancelledError:
+            if not control.stopping:
+                raise
+            return run.cancelled()
+
+
+async def _attempt_async(run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> State | float:
+    control = run.flow_run.control
+    run.running()
+    token = task_run_var.set(run.context())
+    try:
+        remote = remote_runner()
+        call = remote.call_async(run.task, args, kwargs) if remote is not None else run.task.fn(*args, **kwargs)
+        value = await run_cancellable(control, call, run.task.timeout_seconds) if inspect.iscoroutine(call) else call
+    except BaseException as raised:  # noqa: BLE001 - every outcome is recorded
         task_run_var.reset(token)
-        return run.succeeded(value)
+        if isinstance(raised, asyncio.CancelledError) and control.stopping:
+            return run.cancelled()
+        error = raised
+        if isinstance(raised, TimeoutError) and run.task.timeout_seconds is not None:
+            error = TaskTimeout(f"task run exceeded its timeout of {run.task.timeout_seconds} seconds")
+        return run.failed(error)
+    task_run_var.reset(token)
+    return run.succeeded(value)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from ledgerflow.api.cli import automations, control, deployments, events, keys, projections, runs, server
+from ledgerflow.api.cli import automations, concurrency_limits, control, deployments, events, keys, projections, runs, server
 from ledgerflow.api.cli.console import fail
 from ledgerflow.api.cli.errors import explain
 
@@ -74,6 +74,7 @@ app.add_typer(automations.engine_app, name="automations")
 app.add_typer(deployments.app, name="deployment")
 app.command("deploy")(deployments.deploy)
 app.add_typer(deployments.scheduler_app, name="scheduler")
+app.add_typer(concurrency_limits.app, name="concurrency-limit")
 
 
 def main() -> None:
