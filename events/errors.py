@@ -8,7 +8,8 @@
     │   └── EventTooLarge
     ├── InvalidCursor         a cursor string that no store handed out
     ├── StoreUnavailable      the database cannot be reached
-    └── CorruptEvent          a stored row that cannot be decoded
+    ├── CorruptEvent          a stored row that cannot be decoded
+    └── CorruptStore          the database file or its pages are damaged (restore a backup)
 
 Backends translate driver errors into these; callers never see SQLAlchemy or psycopg errors.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "ConcurrencyConflict",
     "CorruptEvent",
+    "CorruptStore",
     "EventStoreError",
     "EventTooLarge",
     "InvalidCursor",
@@ -68,3 +70,12 @@ class StoreUnavailable(EventStoreError):
 
 class CorruptEvent(EventStoreError):
     pass
+
+
+class CorruptStore(EventStoreError):
+    """The database itself is damaged: its file, pages or indexes cannot be read."""
+
+    hint = (
+        "restore a backup into a new database with `ledgerflow events import BACKUP.jsonl` "
+        "(backups come from `ledgerflow events export > BACKUP.jsonl`); `ledgerflow events verify` lists the damage"
+    )

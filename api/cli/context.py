@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ledgerflow.api.cli.console import fail
-from ledgerflow.events import EventStore, StoreUnavailable, load_settings, open_store
+from ledgerflow.events import CorruptStore, EventStore, StoreUnavailable, load_settings, open_store
 
 __all__ = ["opened_store"]
 
@@ -16,6 +16,8 @@ def opened_store() -> Iterator[EventStore]:
     settings = load_settings()
     try:
         store = open_store(settings.store_url)
+    except CorruptStore as exc:
+        fail(str(exc), CorruptStore.hint)
     except StoreUnavailable as exc:
         fail(
             " ".join(str(exc).split()),

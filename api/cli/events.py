@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from ledgerflow.api.cli.remote import remote_tail
 from ledgerflow.api.cli.console import describe, err, fail, out
 from ledgerflow.api.cli.context import opened_store
-from ledgerflow.events import EventStoreError, NewEvent, StoredEvent, load_settings
+from ledgerflow.events import CorruptStore, EventStoreError, NewEvent, StoredEvent, load_settings
 
 app = typer.Typer(help="Read, follow, append to and verify the event log.", no_args_is_help=True)
 
@@ -98,12 +98,16 @@ def append(
 def verify() -> None:
     """Check every stream's hash chain; exit 1 at the first broken link."""
     with opened_store() as store, Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+        SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True,
+        disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("verifying", total=None)
         report = store.verify(
             progress=lambda n: progress.update(task, description=f"verified {n:,} events")
         )
+    if report.damage:
+        more = len(report.damage) - 1
+        fail(report.damage[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""), CorruptStore.hint)
     if report.first_break is None:
         out.print(
             f"[green]intact:[/] {report.events_checked:,} events in "
