@@ -5,7 +5,8 @@
     ├── InvalidEvent          bad input: nothing of the batch was written
     │   ├── InvalidStreamName
     │   ├── PayloadNotSerializable
-    │   └── EventTooLarge
+    │   ├── EventTooLarge
+    │   └── InvalidBackup     an export file that cannot be imported (names the line)
     ├── InvalidCursor         a cursor string that no store handed out
     ├── StoreUnavailable      the database cannot be reached
     ├── CorruptEvent          a stored row that cannot be decoded
@@ -22,6 +23,7 @@ __all__ = [
     "CorruptStore",
     "EventStoreError",
     "EventTooLarge",
+    "InvalidBackup",
     "InvalidCursor",
     "InvalidEvent",
     "InvalidStreamName",
@@ -57,6 +59,10 @@ class PayloadNotSerializable(InvalidEvent):
 
 
 class EventTooLarge(InvalidEvent):
+    pass
+
+
+class InvalidBackup(InvalidEvent):
     pass
 
 

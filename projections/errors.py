@@ -2,14 +2,15 @@
 
     ProjectionError
      ├── RunNotFound      (also events.runs.RunNotFound, a LookupError) no such flow run or task run
-     └── InvalidQuery     (also a ValueError) an argument a query cannot use
+     ├── InvalidQuery     (also a ValueError) an argument a query cannot use
+     └── ProjectionDamaged a projection table is missing or no longer has its columns
 """
 
 from __future__ import annotations
 
 from ledgerflow.events import runs as events_runs
 
-__all__ = ["InvalidQuery", "ProjectionError", "RunNotFound"]
+__all__ = ["InvalidQuery", "ProjectionDamaged", "ProjectionError", "RunNotFound"]
 
 
 class ProjectionError(Exception):
@@ -21,4 +22,8 @@ class RunNotFound(ProjectionError, events_runs.RunNotFound):
 
 
 class InvalidQuery(ProjectionError, ValueError):
+    pass
+
+
+class ProjectionDamaged(ProjectionError):
     pass

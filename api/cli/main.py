@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ledgerflow.api.cli import automations, control, deployments, events, keys, projections, runs, server
+from ledgerflow.api.cli import automations, backup, control, deployments, events, keys, projections, runs, server
 
 __all__ = ["app", "main"]
 
@@ -15,6 +15,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(events.app, name="events")
+events.app.command("export")(backup.export)
+events.app.command("import")(backup.import_)
 app.add_typer(server.app, name="server")
 app.add_typer(keys.app, name="api-key")
 runs.app.command("cancel")(control.cancel)
