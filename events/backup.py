@@ -23,12 +23,13 @@ from uuid import UUID
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
 
 from ledgerflow.events.codec import GENESIS_HASH, chain_hash, check_stream_name, encode
 from ledgerflow.events.errors import ConcurrencyConflict, InvalidBackup, InvalidEvent
 from ledgerflow.events.model import AwareDatetime, EventMeta, NewEvent, StoredEvent, StreamAppend
 from ledgerflow.events.store import EventStore
-from ledgerflow.events.tables import streams
+from ledgerflow.events.tables import events, streams
 from ledgerflow.events.transactions import engine_of
 
 __all__ = ["EXPORT_BATCH", "ImportReport", "export_line", "import_file"]
@@ -205,6 +206,7 @@ def _check(store: EventStore, path: Path) -> dict[str, _Chain]:
 def _check_lines(store: EventStore, lines: list[_Parsed], chains: dict[str, _Chain]) -> None:
     new = sorted({p.line.stream for p in lines} - chains.keys())
     chains.update(_target_heads(store, new))
+    new_ids: dict[UUID, int] = {}
     for number, line, event in lines:
         chain = chains[line.stream]
         position = line.stream_position
@@ -229,7 +231,24 @@ def _check_lines(store: EventStore, lines: list[_Parsed], chains: dict[str, _Cha
             )
         if position <= chain.target_version:
             chain.last_stored = (number, position, recomputed)
+        else:
+            new_ids[event.id] = number
         chain.previous, chain.next_position = recomputed, position + 1
+    _check_ids_unused(store, new_ids)
+
+
+def _check_ids_unused(store: EventStore, ids: dict[UUID, int]) -> None:
+    """Events the target lacks in their stream must not be stored elsewhere under their id."""
+    if not ids:
+        return
+    with engine_of(store).connect() as conn:
+        query = select(events.c.id, events.c.stream, events.c.stream_position).where(events.c.id.in_(list(ids)))
+        clash = conn.execute(query.limit(1)).first()
+    if clash is not None:
+        raise InvalidBackup(
+            f"line {ids[clash.id]}: event {clash.id} is already stored as {clash.stream}#{clash.stream_position}, "
+            "not where the file puts it"
+        )
 
 
 def _target_heads(store: EventStore, names: list[str]) -> dict[str, _Chain]:
@@ -237,10 +256,8 @@ def _target_heads(store: EventStore, names: list[str]) -> dict[str, _Chain]:
     with engine_of(store).connect() as conn:
         for start in range(0, len(names), _HEADS_CHUNK):
             chunk = names[start : start + _HEADS_CHUNK]
-            rows = conn.execute(
-                streams.select().with_only_columns(streams.c.stream, streams.c.version, streams.c.head_hash)
-                .where(streams.c.stream.in_(chunk))
-            )
+            query = select(streams.c.stream, streams.c.version, streams.c.head_hash)
+            rows = conn.execute(query.where(streams.c.stream.in_(chunk)))
             found.update({row.stream: _Chain(row.version, row.head_hash) for row in rows})
     return {name: found.get(name) or _Chain(0, GENESIS_HASH) for name in names}
 
