@@ -13,7 +13,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from ledgerflow.api.cli.remote import remote_tail
 from ledgerflow.api.cli.console import describe, err, fail, out
 from ledgerflow.api.cli.context import opened_store
-from ledgerflow.events import CorruptStore, EventStoreError, NewEvent, StoredEvent, load_settings
+from ledgerflow.events import CorruptStore, EventStoreError, NewEvent, StoredEvent, StreamAppend, load_settings
+from ledgerflow.events.reserved import ReservedStreamViolation, check_appends
 
 app = typer.Typer(help="Read, follow, append to and verify the event log.", no_args_is_help=True)
 
@@ -88,7 +89,10 @@ def append(
         fail("DATA must be a JSON object", "pass a JSON object, e.g. '{\"rows\": 3}'")
     with opened_store() as store:
         try:
-            stored = store.append(stream, [NewEvent(type=type_, data=payload)])
+            appends = check_appends(store, [StreamAppend(stream, [NewEvent(type=type_, data=payload)])])
+            stored = store.append_streams(appends)
+        except ReservedStreamViolation as exc:
+            fail(describe(exc), "the product writes its own streams: change a run's state with `ledgerflow flow-run cancel` / `resume` / `replay`")
         except (EventStoreError, ValueError) as exc:
             fail(describe(exc))
     out.print(_line(stored[0]))
