@@ -108,32 +108,26 @@ def import_file(
     chains = _check(store, path)
     written = skipped = 0
     batch: list[_Parsed] = []
+    in_batch: set[str] = set()
     for parsed in _parse(path):
-        if parsed.line.stream_position <= chains[parsed.line.stream].target_version:
+        stream = parsed.line.stream
+        if parsed.line.stream_position <= chains[stream].target_version:
             skipped += 1
             continue
-        if _starts_new_batch(batch, parsed.line.stream):
+        # One append takes a stream once: a stream coming back after another starts a new
+        # batch, so that the file's order is kept.
+        if len(batch) >= EXPORT_BATCH or (stream in in_batch and batch[-1].line.stream != stream):
             written += _append(store, batch)
-            batch = []
+            batch, in_batch = [], set()
             if progress:
                 progress(parsed.number - 1, written)
         batch.append(parsed)
+        in_batch.add(stream)
     written += _append(store, batch)
     lines = written + skipped
     if progress:
         progress(lines, written)
     return ImportReport(lines, written, skipped, len(chains))
-
-
-def _starts_new_batch(batch: list[_Parsed], stream: str) -> bool:
-    """Whether `stream`'s next event must wait for a new batch: the batch is full, or the
-    stream already has a part in it that is not the last (one append takes a stream once,
-    and the file's order is kept)."""
-    if len(batch) >= EXPORT_BATCH:
-        return True
-    if not batch or batch[-1].line.stream == stream:
-        return False
-    return any(p.line.stream == stream for p in batch)
 
 
 def _append(store: EventStore, batch: list[_Parsed]) -> int:

@@ -275,3 +275,39 @@ def test_projections_rebuild_recovers_damaged_projection_tables(tmp_path: Path, 
     assert run(env, "flow-run", "ls", "--limit", "100").stdout == listed.stdout
     assert run(env, "flow-run", "inspect", some_run).stdout == inspected.stdout
     assert run(env, "flow-run", "lineage", some_run).returncode == 0
+
+    drop_checkpoints(store_url)
+    assert run(env, "flow-run", "ls", "--limit", "100").stdout == listed.stdout
+
+
+def drop_checkpoints(url: str) -> None:
+    """The projections' own bookkeeping lost: the next command rebuilds from the log."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute("DROP TABLE projection_checkpoints")
+        return
+    server = make_url(url).set(query={}).render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as pg:
+        pg.execute(f"DROP TABLE {schema_of(url)}.projection_checkpoints")
+
+
+def test_verify_names_a_missing_immutability_trigger(tmp_path: Path, store_url: str) -> None:
+    fill(store_url, 2)
+    env = env_for(tmp_path, store_url)
+    assert run(env, "events", "verify").returncode == 0
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("DROP TRIGGER events_no_delete")
+        missing = "events_no_delete"
+    else:
+        server = make_url(store_url).set(query={}).render_as_string(hide_password=False)
+        with psycopg.connect(server, autocommit=True) as pg:
+            pg.execute(f"ALTER TABLE {schema_of(store_url)}.events DISABLE TRIGGER events_immutable")
+        missing = "events_immutable"
+    verify = run(env, "events", "verify")
+    assert verify.returncode == 1
+    assert_one_line_error(verify, f"trigger {missing}", "missing or disabled")
