@@ -9,8 +9,8 @@
     │   └── InvalidBackup     an export file that cannot be imported (names the line)
     ├── InvalidCursor         a cursor string that no store handed out
     ├── StoreUnavailable      the database cannot be reached
-    ├── CorruptEvent          a stored row that cannot be decoded
-    └── CorruptStore          the database file or its pages are damaged (restore a backup)
+    │   └── CorruptStore      the database file or its pages are damaged (restore a backup)
+    └── CorruptEvent          a stored row that cannot be decoded
 
 Backends translate driver errors into these; callers never see SQLAlchemy or psycopg errors.
 """
@@ -78,7 +78,7 @@ class CorruptEvent(EventStoreError):
     pass
 
 
-class CorruptStore(EventStoreError):
+class CorruptStore(StoreUnavailable):
     """The database itself is damaged: its file, pages or indexes cannot be read."""
 
     hint = (

@@ -115,7 +115,7 @@ def _check_event(stream: str, event: NewEvent, index: int) -> None:
     product_type = event.type.startswith(PRODUCT_TYPE_PREFIXES)
     if product_stream and not product_type:
         raise _refuse(index, event, f"stream {stream!r} is reserved for the product's own events")
-    if product_type and not product_stream and not stream.startswith("resource-"):
+    if product_type and not product_stream:
         raise _refuse(index, event, f"{event.type.split('.')[0]}.* events belong in the product's streams, not {stream!r}")
     _check_payload(event, index)
     if event.type.startswith(_RUN_TYPES) and (event.type in _CREATED or state_from_event_type(event.type)):
