@@ -22,6 +22,7 @@ would otherwise refuse the measuring scripts Playwright evaluates.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -268,6 +269,8 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args()
     print(f"\nsqlite, {args.runs:,} flow runs", flush=True)
+    # Timings are only as good as the machine is quiet: say how busy it was.
+    print(f"  machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     source = cached_log(args.runs, args.fresh)
     with tempfile.TemporaryDirectory() as folder:
         store_url = _copy(source, Path(folder))
@@ -280,6 +283,7 @@ def main() -> None:
                 first_paint(browser, url)
                 history_query(url)
                 responsiveness(browser, url, store_url, args.rate, args.seconds)
+                print(f"  machine: load average {os.getloadavg()[0]:.1f} at the end", flush=True)
             finally:
                 browser.close()
 

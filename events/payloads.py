@@ -24,6 +24,7 @@ __all__ = [
     "ArtifactUpdated",
     "ErrorInfo",
     "FlowRunCreated",
+    "FlowRunHeartbeat",
     "LogEmitted",
     "ResultRef",
     "StateChanged",
@@ -135,6 +136,19 @@ class StateChanged(_Payload):
     """On `flow-run.Scheduled` requests: what to run."""
     parameters: dict[str, Any] | None = None
     replay_of: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    process_started: str | None = None
+    heartbeat_seconds: float | None = None
+    """On `flow-run.Running` / `Retrying`: the process that runs the run (host name, pid, its
+    start time, which tells a reused pid apart) and how often it appends `flow-run.heartbeat`
+    (events/liveness.py)."""
+
+
+class FlowRunHeartbeat(_Payload):
+    """`flow-run.heartbeat`: the process running the flow run is alive (not a state change)."""
+
+    flow_run_id: str
 
 
 class LogEmitted(_Payload):
@@ -172,6 +186,7 @@ class ArtifactUpdated(_Payload):
 
 _BY_TYPE: dict[str, type[_Payload]] = {
     "flow-run.created": FlowRunCreated,
+    "flow-run.heartbeat": FlowRunHeartbeat,
     "task-run.created": TaskRunCreated,
     "log.emitted": LogEmitted,
     "artifact.created": ArtifactCreated,

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     api_key: str | None = None
     cancel_check_seconds: float = Field(default=0.5, gt=0, le=60)
     """How often a running flow looks in the log for a cancel nobody else told it about."""
+    heartbeat_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    """How often a running flow run appends `flow-run.heartbeat`; a run silent for longer than
+    1.5 intervals is taken for crashed by the server's monitor (events/liveness.py)."""
     secret_key: SecretStr | None = None
     """Fernet key(s) that encrypt notification blocks at rest (comma-separated: the first
     encrypts, all decrypt); unset, one is generated into `$LEDGERFLOW_HOME/secret.key`."""

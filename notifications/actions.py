@@ -1,5 +1,6 @@
 """Carrying out one recorded action (`action.triggered`): send its message through the
-sender of its type, or act on its flow run (replay, cancel) through `ledgerflow.events.runs`.
+sender of its type, act on its flow run (replay, cancel) through `ledgerflow.events.runs`, or
+request a deployment's run through `ledgerflow.events.deployments`.
 
 Raises DeliveryError (retryable or not) or ActionRefused (never retried: no run to act on, the
 replay limit reached, a block that does not exist); returns details to record on success.
@@ -15,6 +16,7 @@ from uuid import UUID
 
 import httpx
 
+from ledgerflow.events.deployments import DeploymentError, request_deployment_run
 from ledgerflow.events.errors import ConcurrencyConflict
 from ledgerflow.events.ids import derived_id
 from ledgerflow.events.model import StoredEvent
@@ -27,7 +29,7 @@ from ledgerflow.notifications.notifier import Notifier
 from ledgerflow.notifications.slack import SlackNotifier
 from ledgerflow.notifications.webhook import WebhookNotifier
 
-__all__ = ["ActionRunner", "replay_depth", "replay_flow_run"]
+__all__ = ["ActionRunner", "replay_depth", "replay_flow_run", "run_deployment"]
 
 _BLOCK_TTL = 5.0
 _MAX_CHAIN = 1000
@@ -51,6 +53,12 @@ class ActionRunner:
         actor = f"automation:{data.get('automation_name')}"
         if kind in ("slack", "email", "webhook"):
             return await self._notifier(kind, str(data.get("block"))).send(message, key)
+        if kind == "run-deployment":
+            run = await asyncio.to_thread(
+                run_deployment, self._log, str(message.get("deployment")), message.get("parameters") or {},
+                flow_run_id=derived_id("run-deployment", key), actor=actor,
+            )
+            return {"flow_run_id": run}
         run_id = message.get("flow_run_id")
         if not run_id:
             raise ActionRefused(f"{kind}: the triggering event belongs to no flow run")
@@ -141,3 +149,19 @@ def replay_flow_run(log: RunLog, flow_run_id: str, *, replay_id: UUID, max_repla
     except ConcurrencyConflict:
         pass  # requested meanwhile by another attempt: the run exists, which is all we want
     return str(replay_id)
+
+
+def run_deployment(
+    log: RunLog, deployment: str, parameters: dict[str, Any], *, flow_run_id: UUID, actor: str,
+) -> str:
+    """Request a run of `deployment` as run `flow_run_id`: asking twice requests it once.
+    ActionRefused when the deployment does not exist or refuses the parameters."""
+    if log.read_stream(flow_run_stream(flow_run_id), limit=1):
+        return str(flow_run_id)
+    try:
+        request_deployment_run(log, deployment, parameters=parameters, flow_run_id=flow_run_id, actor=actor)
+    except DeploymentError as exc:
+        raise ActionRefused(f"run-deployment: {exc}") from None
+    except ConcurrencyConflict:
+        pass  # requested meanwhile by another attempt
+    return str(flow_run_id)

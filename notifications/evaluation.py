@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from ledgerflow.events.ids import derived_id
+from ledgerflow.events.liveness import HEARTBEAT
 from ledgerflow.events.model import StoredEvent
 from ledgerflow.events.typefilter import TypePatterns
 from ledgerflow.notifications.matching import RunFacts, resource_matches
@@ -65,6 +66,8 @@ class _Rule:
         self.state = state or TriggerState(trigger)
 
     def concerns(self, event_type: str) -> tuple[bool, bool]:
+        if event_type == HEARTBEAT:  # every running run beats: only a trigger naming heartbeats counts them
+            return HEARTBEAT in self.events.exact, self.after is not None and HEARTBEAT in self.after.exact
         return self.events.matches(event_type), self.after is not None and self.after.matches(event_type)
 
 

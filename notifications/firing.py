@@ -84,7 +84,8 @@ def render_action(action: Action, context: dict[str, Any], flow_run_id: str | No
         message_text = render(action.message, context) if action.message is not None else None
         return {"flow_run_id": flow_run_id, "message": message_text}
     if isinstance(action, RunDeploymentAction):
-        raise TemplateRenderError("run-deployment is not available yet")
+        return {"deployment": action.deployment, "parameters": render_tree(action.parameters, context),
+                "flow_run_id": flow_run_id}
     raise TypeError(f"unknown action {action!r}")
 
 

@@ -235,19 +235,18 @@ class CancelFlowRunAction(_Strict):
 
 
 class RunDeploymentAction(_Strict):
-    """Run a deployment: refused until ledgerflow has deployments."""
+    """Request a run of a deployment (`flow/deployment` or its id); every string among the
+    parameters is a template, so a run can be told what fired it."""
 
     type: Literal["run-deployment"]
-    deployment: str
+    deployment: Annotated[str, Field(min_length=1, max_length=400)]
     parameters: dict[str, Any] = {}
 
-    @field_validator("deployment")
+    @field_validator("parameters")
     @classmethod
-    def _not_yet(cls, value: str) -> str:
-        raise ValueError(
-            "run-deployment is not available yet: ledgerflow has no deployments to run; "
-            "use replay-flow-run or a webhook action"
-        )
+    def _templates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        checked: dict[str, Any] = check_tree(value)
+        return checked
 
 
 Action = Annotated[

@@ -251,7 +251,7 @@ def _event_keys(events: Sequence[StoredEvent]) -> tuple[set[str], set[str]]:
     for event in events:
         kind, _, name = event.type.partition(".")
         run_id = event.data.get("task_run_id" if kind == "task-run" else "flow_run_id")
-        if run_id is None:
+        if run_id is None or (name != "created" and name not in _STATES):  # heartbeats, logs: no counter moves
             continue
         runs.add(run_id)
         if name == "created":

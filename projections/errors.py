@@ -3,6 +3,7 @@
     ProjectionError
      ├── RunNotFound      (also events.runs.RunNotFound, a LookupError) no such flow run or task run
      ├── InvalidQuery     (also a ValueError) an argument a query cannot use
+     │    └── AmbiguousRun  an id prefix or run name that names several runs
      └── ProjectionDamaged a projection table is missing or no longer has its columns
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from ledgerflow.events import runs as events_runs
 
-__all__ = ["InvalidQuery", "ProjectionDamaged", "ProjectionError", "RunNotFound"]
+__all__ = ["AmbiguousRun", "InvalidQuery", "ProjectionDamaged", "ProjectionError", "RunNotFound"]
 
 
 class ProjectionError(Exception):
@@ -23,6 +24,10 @@ class RunNotFound(ProjectionError, events_runs.RunNotFound):
 
 class InvalidQuery(ProjectionError, ValueError):
     pass
+
+
+class AmbiguousRun(InvalidQuery):
+    """An id prefix or run name that names more than one run."""
 
 
 class ProjectionDamaged(ProjectionError):

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select
 
 from ledgerflow.events import Cursor, InvalidCursor
 from ledgerflow.events.deployments import Deployment, DeploymentNotFound
+from ledgerflow.events.liveness import LIVE_STATES, LiveRun, ProcessIdentity
 from ledgerflow.events.states import STATE_NAMES, StateType
 from ledgerflow.projections.deployments import deployment_of
 from ledgerflow.projections.analytics import merge_histograms, percentile, period_start
@@ -63,6 +64,7 @@ __all__ = [
     "lineage",
     "list_deployments",
     "list_flow_runs",
+    "live_flow_runs",
     "projection_cursor",
     "run_artifacts",
     "run_as_of",
@@ -362,6 +364,21 @@ def late_flow_runs(rm: ReadModel, *, before: datetime, limit: int = 500) -> list
             .limit(limit)
         )
         return [(row.key, row.scheduled_time) for row in conn.execute(query)]
+
+
+def live_flow_runs(rm: ReadModel) -> list[LiveRun]:
+    """The flow runs `Running` or `Cancelling` whose process is recorded: those a liveness
+    check looks at (one query on the state index)."""
+    rm.refresh()
+    with rm.reading("runs") as (conn, tables):
+        runs = tables["flow_runs"]
+        query = select(runs).where(runs.c.state_type.in_([state.value for state in LIVE_STATES]),
+                                   runs.c.host.is_not(None))
+        return [
+            LiveRun(row.key, StateType(row.state_type), ProcessIdentity(row.host, row.pid, row.process_started),
+                    row.heartbeat_seconds, row.last_heartbeat)
+            for row in conn.execute(query)
+        ]
 
 
 def list_deployments(

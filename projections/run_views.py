@@ -3,6 +3,10 @@
 Folds `flow-run.created`, `task-run.created` and every `flow-run.<State>` / `task-run.<State>`
 (see events/payloads.py). A state event may come before its run's `created` event (a run
 requested with `flow-run.Scheduled`), so either one starts the row.
+
+A flow run's row also keeps what its liveness is judged by (events/liveness.py): the process
+its `Running` event recorded and the time of its last heartbeat, so finding the runs to check
+is one indexed query (`queries.live_flow_runs`), not a read of the log.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import orjson
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
 from ledgerflow.events import StoredEvent
+from ledgerflow.events.liveness import HEARTBEAT, recorded_process
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
 from ledgerflow.events.tables import UtcDateTime
 from ledgerflow.projections.base import Row, Rows
@@ -46,7 +51,8 @@ def _new_flow_run(run_id: str, occurred: datetime) -> Row:
         "attempts": 0, "parameters": "{}", "tags": "[]", "parent_flow_run_id": None,
         "parent_task_run_id": None, "root_flow_run_id": None, "deployment_id": None,
         "replay_of": None, "entrypoint": None, "error": None, "updated": occurred,
-        "scheduled_time": None, "work_pool": None,
+        "scheduled_time": None, "work_pool": None, "host": None, "pid": None,
+        "process_started": None, "heartbeat_seconds": None, "last_heartbeat": None,
     }
 
 
@@ -88,6 +94,14 @@ def _apply_state(row: Row, name: str, data: dict[str, Any], occurred: datetime) 
         row["error"] = error
 
 
+def _record_process(row: Row, data: dict[str, Any], occurred: datetime) -> None:
+    recorded = recorded_process(data) if row["state_type"] == StateType.RUNNING.value else None
+    if recorded is not None:
+        process, interval = recorded
+        row.update(host=process.host, pid=process.pid, process_started=process.started,
+                   heartbeat_seconds=interval, last_heartbeat=occurred)
+
+
 def fold_runs(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
     """Pure: the flow run and task run rows `events` change, given the stored `rows`."""
     flows_in, tasks_in = rows.get("flow_runs", {}), rows.get("task_runs", {})
@@ -112,9 +126,14 @@ def fold_runs(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
 
     for event in events:
         kind, _, name = event.type.partition(".")
+        data = event.data
+        if event.type == HEARTBEAT:
+            run_id = data["flow_run_id"]
+            if run_id in flows or run_id in flows_in:
+                flow(run_id, event.occurred)["last_heartbeat"] = event.occurred
+            continue
         if name != "created" and name not in STATE_NAMES:
             continue
-        data = event.data
         if kind == "flow-run":
             row = flow(data["flow_run_id"], event.occurred)
             if name == "created":
@@ -128,6 +147,7 @@ def fold_runs(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
                     row[field] = data.get(field)
             elif name in STATE_NAMES:
                 _apply_state(row, name, data, event.occurred)
+                _record_process(row, data, event.occurred)
                 # When a waiting run is due: its Scheduled / Late / AwaitingRetry time.
                 row["scheduled_time"] = _time(data.get("scheduled_time")) if _STATES[name][0] == "SCHEDULED" else None
                 for field in ("entrypoint", "replay_of", "work_pool"):
@@ -153,7 +173,7 @@ def fold_runs(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
 
 class RunsProjection:
     name = "runs"
-    version = 3
+    version = 4
     types = ("flow-run.*", "task-run.*")
     table_names = ("flow_runs", "task_runs")
 
@@ -182,6 +202,11 @@ class RunsProjection:
             Column("updated", UtcDateTime(), nullable=False),
             Column("scheduled_time", UtcDateTime()),
             Column("work_pool", String(200)),
+            Column("host", String(255)),
+            Column("pid", Integer()),
+            Column("process_started", UtcDateTime()),
+            Column("heartbeat_seconds", Float()),
+            Column("last_heartbeat", UtcDateTime()),
         )
         Index(f"{prefix}flow_runs_created", flow_runs.c.created, flow_runs.c.key)
         Index(f"{prefix}flow_runs_due", flow_runs.c.state_type, flow_runs.c.scheduled_time)

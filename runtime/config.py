@@ -2,12 +2,18 @@
 
 Opened lazily on the first flow run, from `LEDGERFLOW_*` settings; `ledgerflow.runtime.testing.harness`
 points them elsewhere.
+
+With an API server, opening checks first that the key may write (WriteRefused otherwise, as
+one line, before any task runs) and forwards what earlier runs left in the spool; a server
+that does not answer is warned about once, and the runs' events wait in the spool.
 """
 
 from __future__ import annotations
 
 import atexit
+import sys
 import threading
+from types import TracebackType
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +21,9 @@ from ledgerflow.events import EventStore, Settings, load_settings, open_store
 from ledgerflow.runtime.cache import CacheIndex
 from ledgerflow.runtime.control import ControlWatcher
 from ledgerflow.runtime.eventlog import EventLog
+from ledgerflow.runtime.heartbeat import Heartbeats
 from ledgerflow.runtime.results import ResultStore
+from ledgerflow.runtime.spool import Spool
 from ledgerflow.runtime.writer import EventWriter
 
 __all__ = ["Runtime", "current", "for_home", "install", "installed", "reset"]
@@ -31,8 +39,10 @@ class Runtime:
     watcher: ControlWatcher
     store: EventStore | None
     """The store this process opened itself (None when the events go to an API server)."""
+    heartbeats: Heartbeats
 
     def close(self) -> None:
+        self.heartbeats.close()
         self.writer.close()
         self.watcher.close()
         self.results.close()
@@ -80,7 +90,7 @@ def reset() -> None:
 
 def _from_settings(settings: Settings) -> Runtime:
     return for_home(Path(settings.home), settings.store_url, settings.api_url, settings.api_key,
-                    cancel_check_seconds=settings.cancel_check_seconds)
+                    cancel_check_seconds=settings.cancel_check_seconds, heartbeat_seconds=settings.heartbeat_seconds)
 
 
 def for_home(
@@ -90,14 +100,54 @@ def for_home(
     api_key: str | None = None,
     *,
     cancel_check_seconds: float = 0.5,
+    heartbeat_seconds: float = 30.0,
 ) -> Runtime:
     results, cache = ResultStore(home / "results"), CacheIndex(home / "cache")
     store: EventStore | None = None
     if api_url:
-        from ledgerflow.runtime.remote import HttpEventLog  # only when talking to a server
-
-        log: EventLog = HttpEventLog(api_url, api_key)
+        log, writer = _remote(home, api_url, api_key, results)
     else:
         store = log = open_store(store_url)
-    writer = EventWriter(log, before_append=results.sync)
-    return Runtime(writer, results, cache, log, ControlWatcher(log, cancel_check_seconds), store)
+        writer = EventWriter(log, before_append=results.sync)
+    watcher = ControlWatcher(log, cancel_check_seconds)
+    return Runtime(writer, results, cache, log, watcher, store, Heartbeats(heartbeat_seconds))
+
+
+def _remote(home: Path, api_url: str, api_key: str | None, results: ResultStore) -> tuple[EventLog, EventWriter]:
+    from ledgerflow.runtime.remote import HttpEventLog, WriteRefused  # only when talking to a server
+
+    log = HttpEventLog.impatient(api_url, api_key)
+    spool = Spool.in_home(home)
+    try:
+        reachable = log.check_write_access()
+    except WriteRefused:
+        log.close()
+        _report_refusals_in_one_line(WriteRefused)
+        raise
+
+    def warn(reason: str) -> None:
+        print(f"ledgerflow: warning: the API server at {api_url} is unreachable ({reason}); the events are kept "
+              f"in {spool.path} and sent by the next run or `ledgerflow events push`", file=sys.stderr, flush=True)
+
+    writer = EventWriter(log, before_append=results.sync, spool=spool, on_spooling=warn)
+    if not reachable:
+        writer.start_spooling("no answer to GET /api/whoami")
+    else:
+        report = spool.forward(log)
+        if report.waiting:
+            writer.start_spooling(report.error or "the spool could not be emptied")
+    return log, writer
+
+
+def _report_refusals_in_one_line(kind: type[BaseException]) -> None:
+    """Uncaught, an error of `kind` ends the program with its one-line message, not a traceback."""
+    previous = sys.excepthook
+
+    def hook(raised: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        if isinstance(error, kind):
+            print(f"ledgerflow: {error}", file=sys.stderr, flush=True)
+        else:
+            previous(raised, error, trace)
+
+    if getattr(previous, "__qualname__", "") != hook.__qualname__:
+        sys.excepthook = hook

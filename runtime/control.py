@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from ledgerflow.events import StoredEvent
+from ledgerflow.events import EventStoreError, StoredEvent
 from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.states import STATE_NAMES, StateType
 from ledgerflow.events.transitions import Accepted, Decision, RunState, decide, evolve
@@ -179,7 +179,7 @@ class ControlWatcher:
         with self._lock:
             if self._cursor is None:
                 # Before the run's first event is written: whatever concerns it comes later.
-                self._cursor = self._log.head()
+                self._cursor = self._head()
             self._runs[control.stream] = control
             self._active.set()
             if self._thread is None:
@@ -210,7 +210,17 @@ class ControlWatcher:
                 _log.debug("control watcher could not read the log: %s", exc)
             threading.Event().wait(self.interval)
 
+    def _head(self) -> str | None:
+        """The log's head; None while the log does not answer (a server that is down knows of
+        no run of ours, so nothing written before the first poll that does answer concerns us)."""
+        try:
+            return self._log.head()
+        except EventStoreError:
+            return None
+
     def poll(self) -> None:
+        if self._cursor is None:
+            self._cursor = self._log.head()
         page = self._log.read_page(after=self._cursor, limit=500, types=list(CONTROL_TYPES))
         for event in page.events:
             control = self._runs.get(event.stream)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ledgerflow.events import EventMeta, NewEvent, StoredEvent
+from ledgerflow.events.liveness import process_fields, this_process
 from ledgerflow.events.model import new_id, utcnow
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
@@ -168,6 +169,8 @@ class FlowRun:
             return False
         data.update(flow_run_id=str(self.flow_run_id), state_type=STATE_NAMES[name])
         data.setdefault("state_name", name)
+        if STATE_NAMES[name] in TERMINAL:
+            self.runtime.heartbeats.stop(self.context)
         self.control.own(self.context.emit(f"flow-run.{name}", data))
         return True
 
@@ -195,6 +198,7 @@ class FlowRun:
             if restore is not None:
                 restore()
             self.runtime.watcher.unwatch(self.control)
+            self.runtime.heartbeats.stop(self.context)
             try:
                 self.runtime.writer.flush()
             finally:
@@ -240,8 +244,10 @@ class FlowRun:
         self.attempt += 1
         self.context.attempt = self.attempt
         name = "Running" if self.attempt == 1 else "Retrying"
-        if not self._transition(name, attempt=self.attempt):
+        heartbeats = self.runtime.heartbeats
+        if not self._transition(name, attempt=self.attempt, **process_fields(this_process(), heartbeats.interval)):
             return False
+        heartbeats.start(self.context)
         self._hooks("on_running", State(StateType.RUNNING, name, flow_run_id=self.flow_run_id))
         return True
 

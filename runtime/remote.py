@@ -24,25 +24,22 @@ from ledgerflow.events import (
     Cursor,
     EventStoreError,
     InvalidEvent,
-    NewEvent,
     Page,
     PayloadNotSerializable,
     StoredEvent,
     StoreUnavailable,
     StreamAppend,
 )
+from ledgerflow.runtime.spool import encode_appends
 
-__all__ = ["HttpEventLog"]
+__all__ = ["HttpEventLog", "WriteRefused"]
+
+_KEY_HINT = "create one with `ledgerflow api-key create --name NAME --scope write` and set LEDGERFLOW_API_KEY"
 
 
-def _event(event: NewEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type,
-        "data": event.data,
-        "meta": event.meta.as_json(),
-        "occurred": event.occurred,
-    }
+class WriteRefused(EventStoreError):
+    """The server will not take this process's events: no key, an unknown or revoked key, or
+    a key whose scope is read."""
 
 
 class HttpEventLog:
@@ -67,14 +64,14 @@ class HttpEventLog:
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
 
+    @classmethod
+    def impatient(cls, api_url: str, api_key: str | None = None) -> HttpEventLog:
+        """One that gives up within about a second: for a writer with a spool to fall back on."""
+        return cls(api_url, api_key, attempts=5, first_backoff=0.05, max_backoff=0.4)
+
     def append_streams(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
         try:
-            body = orjson.dumps({
-                "appends": [
-                    {"stream": stream, "events": [_event(e) for e in events], "expected_version": expected}
-                    for stream, events, expected in appends
-                ]
-            })
+            body = encode_appends(appends)
         except TypeError as exc:
             raise PayloadNotSerializable(f"an event's data is not JSON: {exc}") from exc
         reply = self._post(body)
@@ -105,6 +102,26 @@ class HttpEventLog:
 
     def head(self) -> str:
         return str(self._request("GET", "/health")["head"])
+
+    def check_write_access(self) -> bool:
+        """Before a run: whether the server answers (False: it does not, the run's events will
+        wait in the spool); raise WriteRefused at once if its key may not append events."""
+        try:
+            response = self._client.get("/api/whoami", timeout=5.0)
+        except httpx.TransportError:
+            return False
+        if response.status_code >= 500:
+            return False
+        if response.status_code in (401, 403):
+            raise WriteRefused(f"the server at {self._client.base_url} refused the API key ({_detail(response)}); {_KEY_HINT}")
+        if response.status_code != 200:
+            return True  # a server without /api/whoami: its answer to the first append will tell
+        who = orjson.loads(response.content)
+        if who.get("scope") not in ("write", "admin"):
+            raise WriteRefused(
+                f"the API key {who.get('name')!r} may not write events (scope {who.get('scope')}); {_KEY_HINT}"
+            )
+        return True
 
     def _post(self, body: bytes) -> dict[str, Any]:
         return self._request("POST", "/api/events", content=body)

@@ -9,6 +9,10 @@ version the writer expects, which costs nothing extra (the store checks the head
 If another writer appended to it meanwhile (a cancel, the crash monitor), the append conflicts:
 the writer reads what the other wrote, hands it to the stream's resolver (the run's engine),
 and appends what the resolver keeps: state changes `decide` now refuses are not written.
+
+A writer given a `Spool` (a remote run, runtime/spool.py) does not wait for a server that
+stops answering: from the first batch the sink could not take, every batch goes to the spool,
+in order and with the expected versions it would have been sent with, to be forwarded later.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from ledgerflow.events import ANY, ConcurrencyConflict, NewEvent, StoredEvent, StoreUnavailable, StreamAppend
 from ledgerflow.runtime.eventlog import EventSink
+from ledgerflow.runtime.spool import Spool
 
 __all__ = ["EventWriter", "Resolver"]
 
@@ -38,8 +43,15 @@ class EventWriter:
         interval: float = 0.05,
         max_batch: int = 200,
         before_append: Callable[[], None] | None = None,
+        spool: Spool | None = None,
+        on_spooling: Callable[[str], None] | None = None,
     ) -> None:
+        """`spool`: where batches go once the sink is unavailable; `on_spooling` is told why,
+        once, when that starts."""
         self.sink = sink
+        self._spool = spool
+        self._on_spooling = on_spooling
+        self.spooling = False
         self._before_append = before_append
         self._interval = interval
         self._max_batch = max_batch
@@ -131,8 +143,17 @@ class EventWriter:
             appends = [StreamAppend(s, events, self._versions.get(s, ANY)) for s, events in by_stream.items() if events]
             if not appends:
                 return
+            if self.spooling:
+                self._spool_batch(appends)
+                return
             try:
                 stored = self._append_with_retries(appends)
+            except StoreUnavailable as unavailable:
+                if self._spool is None:
+                    raise
+                self.start_spooling(str(unavailable))
+                self._spool_batch(appends)
+                return
             except ConcurrencyConflict as conflict:
                 if conflict.stream not in self._versions:
                     raise
@@ -142,7 +163,22 @@ class EventWriter:
             return
         raise StoreUnavailable(f"gave up appending after {_CONFLICTS} conflicting writes by others")
 
+    def start_spooling(self, reason: str) -> None:
+        """Send every batch from now on to the spool (the sink is unavailable)."""
+        if not self.spooling and self._on_spooling is not None:
+            self._on_spooling(reason)
+        self.spooling = True
+
+    def _spool_batch(self, appends: list[StreamAppend]) -> None:
+        assert self._spool is not None
+        self._spool.append(appends)
+        for stream, events, expected in appends:
+            if stream in self._versions and isinstance(expected, int):
+                self._versions[stream] = expected + len(events)
+
     def _append_with_retries(self, appends: list[StreamAppend]) -> list[StoredEvent]:
+        if self._spool is not None:  # the sink retried briefly; the spool is better than waiting
+            return self.sink.append_streams(appends)
         for attempt in range(_RETRIES):
             try:
                 return self.sink.append_streams(appends)

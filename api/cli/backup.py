@@ -14,18 +14,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from ledgerflow.api.cli.console import err, fail
 from ledgerflow.api.cli.context import opened_store
-from ledgerflow.events import Cursor, EventStoreError, load_settings
+from ledgerflow.api.cli.remote import local_only
+from ledgerflow.events import Cursor, EventStoreError
 from ledgerflow.events.backup import EXPORT_BATCH, export_line, import_file
 
 __all__ = ["export", "import_"]
-
-
-def _local_only(command: str) -> None:
-    if load_settings().api_url:
-        fail(
-            f"`ledgerflow events {command}` works on the database itself, not through LEDGERFLOW_API_URL",
-            "run it where the database is reachable, with LEDGERFLOW_DATABASE_URL set and LEDGERFLOW_API_URL unset",
-        )
 
 
 def _progress() -> Progress:
@@ -38,7 +31,7 @@ def export(
 ) -> None:
     """Write every event, in global order, to stdout as JSON lines: a backup that
     `ledgerflow events import` restores into any store (SQLite or PostgreSQL)."""
-    _local_only("export")
+    local_only("events export")
     out = sys.stdout.buffer
     count, last = 0, after
     with opened_store() as store, _progress() as progress:
@@ -61,7 +54,7 @@ def import_(
 ) -> None:
     """Append the events of an export file that this store lacks, with every hash chain
     re-checked first; importing a file twice writes nothing the second time."""
-    _local_only("import")
+    local_only("events import")
     with opened_store() as store, _progress() as progress:
         task = progress.add_task("checking", total=None)
         try:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 import orjson
 
+from ledgerflow.api.keys import ApiKey
 from ledgerflow.events import EventStoreError, StoredEvent, StoreUnavailable
 from ledgerflow.events.runs import RunNotFound, RunStateConflict
-from ledgerflow.projections.models import FlowRunPage
+from ledgerflow.projections.models import AnalyticsReport, Artifact, FlowRunPage, LineageGraph, LogPage, RunDetail
 
-__all__ = ["ApiClient", "ApiError"]
+__all__ = ["ApiClient", "ApiError", "ApiNotFound"]
 
 
 class ApiError(EventStoreError):
     """The server refused a request (4xx) or could not be reached."""
+
+
+class ApiNotFound(ApiError):
+    """The server has no such resource (404)."""
 
 
 class ApiClient:
@@ -36,9 +43,55 @@ class ApiClient:
             response = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"the API server at {self.http.base_url} cannot be reached: {exc}") from exc
+        if response.status_code == 404:
+            raise ApiNotFound(f"HTTP 404: {_detail(response)}")
         if response.status_code != 200:
             raise ApiError(f"HTTP {response.status_code}: {_detail(response)}")
         return orjson.loads(response.content)
+
+    def get_flow_run(self, ref: str) -> RunDetail:
+        """`GET /api/flow-runs/{ref}`: `ref` is an id, a unique id prefix or a run name."""
+        return RunDetail.model_validate(self._get(f"/api/flow-runs/{quote(ref, safe='')}", {}))
+
+    def run_artifacts(self, run_id: str) -> list[Artifact]:
+        return [Artifact.model_validate(a) for a in self._get(f"/api/flow-runs/{quote(run_id, safe='')}/artifacts", {})]
+
+    def run_logs(self, run_id: str, min_level: int, after: int, limit: int) -> LogPage:
+        params = {"min_level": min_level, "after": after, "limit": limit}
+        return LogPage.model_validate(self._get(f"/api/flow-runs/{quote(run_id, safe='')}/logs", params))
+
+    def lineage(self, ref: str, depth: int, direction: str) -> LineageGraph:
+        """The graph around a flow run or task run (`ref`: id, unique id prefix or run name)."""
+        params = {"depth": depth, "direction": direction}
+        return LineageGraph.model_validate(self._get(f"/api/flow-runs/{quote(ref, safe='')}/lineage", params))
+
+    def analytics(self, dimension: str, since: datetime, grain: str, value: str | None) -> AnalyticsReport:
+        """`GET /api/analytics/{flows,deployments,tags,tasks}`."""
+        name = {"flow": "flow_name", "deployment": "deployment_id", "tag": "tag", "task": "task_key"}[dimension]
+        params = {"since": since.isoformat(), "grain": grain, name: value}
+        return AnalyticsReport.model_validate(self._get(f"/api/analytics/{dimension}s", params))
+
+    def projections_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self._get("/api/projections", {})
+        return status
+
+    def verify(self) -> dict[str, Any]:
+        report: dict[str, Any] = self._get("/api/events/verify", {})
+        return report
+
+    def api_keys(self) -> list[ApiKey]:
+        return [ApiKey.model_validate(k) for k in self._get("/api/api-keys", {})]
+
+    def append(self, stream: str, type_: str, data: dict[str, Any]) -> StoredEvent:
+        """`POST /api/events`: one event, appended to `stream` whatever its version."""
+        body = {"appends": [{"stream": stream, "events": [{"type": type_, "data": data}], "expected_version": "any"}]}
+        try:
+            response = self.http.post("/api/events", json=body)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"the API server at {self.http.base_url} cannot be reached: {exc}") from exc
+        if response.status_code != 200:
+            raise ApiError(f"HTTP {response.status_code}: {_detail(response)}")
+        return StoredEvent.model_validate(orjson.loads(response.content)["events"][0])
 
     def list_flow_runs(self, **filters: Any) -> FlowRunPage:
         """`GET /api/flow-runs` with the filters of `projections.queries.list_flow_runs`
@@ -124,6 +177,9 @@ def _sse_events(lines: Iterator[str]) -> Iterator[StoredEvent]:
 
 def _detail(response: httpx.Response) -> str:
     try:
-        return str(orjson.loads(response.content)["detail"])
+        detail = orjson.loads(response.content)["detail"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return response.text[:200]
+    if isinstance(detail, list):  # request validation: where and what
+        return "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in detail if isinstance(e, dict))
+    return str(detail)

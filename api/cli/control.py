@@ -1,6 +1,7 @@
 """`ledgerflow flow-run cancel`, `resume`, `execute` and `replay`: change a run from outside its engine.
 
-All work on the embedded store, and against a server when `LEDGERFLOW_API_URL` is set.
+All work on the embedded store, and against a server when `LEDGERFLOW_API_URL` is set; a run
+may be named by its id, a unique id prefix or its run name.
 `replay` exits 0 when the replay completed and 1 otherwise.
 `execute` exits 0 when the run completed, 1 when it ended otherwise (failed, crashed,
 cancelled), 3 when another executor claimed the run first, 4 when the run cannot be executed
@@ -18,6 +19,7 @@ from rich.markup import escape
 from ledgerflow.api.cli.client import ApiClient
 from ledgerflow.api.cli.console import err, fail, out, table
 from ledgerflow.api.cli.context import opened_store
+from ledgerflow.api.cli.lookup import resolved_run
 from ledgerflow.api.cli.runs import STATE_STYLES
 from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.runs import RunNotFound, RunStateConflict, cancel_flow_run, resume_flow_run
@@ -37,6 +39,7 @@ def cancel(
     message: Annotated[str | None, typer.Option("--message", "-m", help="Why (kept in the log).")] = None,
 ) -> None:
     """Cancel a flow run (Cancelled if not started, else Cancelling until it stops)."""
+    run_id = resolved_run(run_id)
     settings = load_settings()
     try:
         if settings.api_url:
@@ -67,6 +70,7 @@ def resume(
             fail(f"--input is not JSON: {exc}", """e.g. --input '{"name": "Ada"}'""")
         if not isinstance(given, dict):
             fail("--input must be a JSON object", """e.g. --input '{"name": "Ada"}'""")
+    run_id = resolved_run(run_id)
     settings = load_settings()
     try:
         if settings.api_url:
@@ -93,6 +97,7 @@ def execute(
     """Execute a requested (Scheduled) flow run here: claim it, load its flow, run it."""
     from ledgerflow.runtime import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
 
+    run_id = resolved_run(run_id, code=EXIT_NOT_EXECUTABLE)
     try:
         state = execute_flow_run(run_id, wait=not no_wait)
     except RunNotFound:
@@ -139,6 +144,7 @@ def replay(
     from ledgerflow.runtime.replays import ReplayError, ReplayOptions, plan_replay
 
     parameters = _parameters(param or [])
+    run_id = resolved_run(run_id)
     options = ReplayOptions(from_task, tuple(no_reuse or ()))
     try:
         if dry_run:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from ledgerflow.api.cli.remote import remote_tail
+from ledgerflow.api.cli.remote import remote_tail, server_client
 from ledgerflow.api.cli.console import describe, err, fail, out
 from ledgerflow.api.cli.context import opened_store
 from ledgerflow.events import CorruptStore, EventStoreError, NewEvent, StoredEvent, StreamAppend, load_settings
 from ledgerflow.events.reserved import ReservedStreamViolation, check_appends
+from ledgerflow.runtime.remote import HttpEventLog
+from ledgerflow.runtime.spool import Spool
 
 app = typer.Typer(help="Read, follow, append to and verify the event log.", no_args_is_help=True)
 
@@ -87,6 +90,11 @@ def append(
         fail(f"DATA is not valid JSON: {exc}", "pass a JSON object, e.g. '{\"rows\": 3}'")
     if not isinstance(payload, dict):
         fail("DATA must be a JSON object", "pass a JSON object, e.g. '{\"rows\": 3}'")
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            out.print(_line(client.append(stream, type_, payload)))
+        return
     with opened_store() as store:
         try:
             appends = check_appends(store, [StreamAppend(stream, [NewEvent(type=type_, data=payload)])])
@@ -101,6 +109,11 @@ def append(
 @app.command()
 def verify() -> None:
     """Check every stream's hash chain; exit 1 at the first broken link."""
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            _report_verification(client.verify())
+        return
     with opened_store() as store, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True,
         disable=not err.is_terminal,
@@ -109,9 +122,7 @@ def verify() -> None:
         report = store.verify(
             progress=lambda n: progress.update(task, description=f"verified {n:,} events")
         )
-    if report.damage:
-        more = len(report.damage) - 1
-        fail(report.damage[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""), CorruptStore.hint)
+    _fail_on_damage(report.damage)
     if report.first_break is None:
         out.print(
             f"[green]intact:[/] {report.events_checked:,} events in "
@@ -124,3 +135,46 @@ def verify() -> None:
         f"{broken.reason} ({report.events_checked:,} events verified before it)"
     )
     raise typer.Exit(1)
+
+
+def _fail_on_damage(damage: Sequence[str]) -> None:
+    if damage:
+        more = len(damage) - 1
+        fail(damage[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""), CorruptStore.hint)
+
+
+def _report_verification(report: dict[str, Any]) -> None:
+    """What the server's `GET /api/events/verify` found, said as the local verify says it."""
+    _fail_on_damage(report.get("damage", []))
+    broken = report["first_break"]
+    if broken is None:
+        out.print(f"[green]intact:[/] {report['events_checked']:,} events in {report['streams_checked']:,} streams")
+        return
+    err.print(
+        f"[bold red]broken:[/] stream {broken['stream']!r} at position {broken['stream_position']}: "
+        f"{broken['reason']} ({report['events_checked']:,} events verified before it)"
+    )
+    raise typer.Exit(1)
+
+
+@app.command()
+def push() -> None:
+    """Send the events that remote runs kept in the spool while the server was unreachable."""
+    settings = load_settings()
+    if not settings.api_url:
+        fail("`events push` sends the spool to an API server, and LEDGERFLOW_API_URL is not set",
+             "set LEDGERFLOW_API_URL (and LEDGERFLOW_API_KEY) to the server's address")
+    spool = Spool.in_home(settings.home)
+    log = HttpEventLog.impatient(settings.api_url, settings.api_key)
+    try:
+        report = spool.forward(log)
+    finally:
+        log.close()
+    out.print(f"delivered {report.delivered} events")
+    if report.refused:
+        err.print(f"[red]the server refused {report.refused} events as invalid; they are kept in {spool.refused_path}[/]")
+    if report.waiting:
+        fail(f"{report.waiting} events still wait in {spool.path}: {report.error}",
+             f"is the server at {settings.api_url} running, and may LEDGERFLOW_API_KEY write?")
+    if report.refused:
+        raise typer.Exit(1)

@@ -9,7 +9,9 @@ from rich.markup import escape
 
 from ledgerflow.api.cli.console import fail, out, table
 from ledgerflow.api.cli.context import opened_store
+from ledgerflow.api.cli.remote import local_only, server_client
 from ledgerflow.api.keys import ApiKeys, KeyNotFound, Scope
+from ledgerflow.events import load_settings
 from ledgerflow.projections.runner import engine_of
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -21,6 +23,7 @@ def create(
     scope: Annotated[Scope, typer.Option(help="read, write (and read) or admin (everything).")] = Scope.READ,
 ) -> None:
     """Create a key and print it once: only its hash is stored."""
+    local_only("api-key create")
     with opened_store() as store:
         try:
             key, secret = ApiKeys(engine_of(store)).create(name, scope)
@@ -33,8 +36,13 @@ def create(
 @app.command("ls")
 def list_keys() -> None:
     """List keys (never their secrets)."""
-    with opened_store() as store:
-        keys = ApiKeys(engine_of(store)).list()
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            keys = client.api_keys()
+    else:
+        with opened_store() as store:
+            keys = ApiKeys(engine_of(store)).list()
     if not keys:
         out.print("no API keys yet; create one with `ledgerflow api-key create --name NAME`")
         return
@@ -48,6 +56,7 @@ def list_keys() -> None:
 @app.command()
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `api-key ls`).")]) -> None:
     """Revoke a key: every server refuses it from the next request on."""
+    local_only("api-key revoke")
     with opened_store() as store:
         try:
             key = ApiKeys(engine_of(store)).revoke(key_id)

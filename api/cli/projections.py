@@ -16,7 +16,8 @@ from rich.progress import (
 
 from ledgerflow.api.cli.console import fail, out, table
 from ledgerflow.api.cli.context import opened_store
-from ledgerflow.events import Cursor, EventStore, EventStoreError
+from ledgerflow.api.cli.remote import local_only, server_client
+from ledgerflow.events import Cursor, EventStore, EventStoreError, load_settings
 from ledgerflow.projections.runner import ProjectionRunner
 
 __all__ = ["app"]
@@ -28,6 +29,7 @@ app = typer.Typer(help="Run, rebuild and inspect the projections (run views, lin
 @app.command()
 def run() -> None:
     """Keep the projections up to date with the log until interrupted."""
+    local_only("projections run")
     with opened_store() as store:
         runner = ProjectionRunner(store)
         stop = threading.Event()
@@ -52,6 +54,7 @@ def rebuild(
 ) -> None:
     """Rebuild projections from the whole log into new tables, then swap them in; queries keep
     reading the old tables meanwhile."""
+    local_only("projections rebuild")
     with opened_store() as store:
         try:
             _rebuild(store, name)
@@ -81,11 +84,19 @@ def _rebuild(store: EventStore, name: str | None) -> None:
 @app.command()
 def status() -> None:
     """Each projection's generation, version and checkpoint."""
-    with opened_store() as store:
-        runner = ProjectionRunner(store)
-        head = store.head()
-        rows = table("PROJECTION", "GENERATION", "VERSION", "CHECKPOINT", "LOG HEAD", "REBUILDING")
-        for name, checkpoint in runner.checkpoints().items():
-            rows.add_row(name, str(checkpoint.generation), str(checkpoint.version), str(checkpoint.cursor),
-                         head, str(checkpoint.building_generation or "-"))
-        out.print(rows)
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            reply = client.projections_status()
+        head = reply["head"]
+        found = [(p["name"], p["generation"], p["version"], p["checkpoint"], p["building_generation"])
+                 for p in reply["projections"]]
+    else:
+        with opened_store() as store:
+            head = store.head()
+            found = [(name, c.generation, c.version, str(c.cursor), c.building_generation)
+                     for name, c in ProjectionRunner(store).checkpoints().items()]
+    rows = table("PROJECTION", "GENERATION", "VERSION", "CHECKPOINT", "LOG HEAD", "REBUILDING")
+    for name, generation, version, checkpoint, building in found:
+        rows.add_row(name, str(generation), str(version), checkpoint, head, str(building or "-"))
+    out.print(rows)

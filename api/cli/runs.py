@@ -1,12 +1,15 @@
 """`ledgerflow flow-run ...` and `ledgerflow stats`: run history from the projections.
 
 Every command works on the embedded store with no server: the projections first catch up
-with the log (see projections/queries.py).
+with the log (see projections/queries.py), and runs whose process is gone end `Crashed` first
+(api/liveness.py), so no run shows `Running` forever. With LEDGERFLOW_API_URL set each asks the
+server. A run may be named by its id, a unique id prefix or its run name.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,16 +19,19 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from ledgerflow.api.cli.remote import remote_flow_runs
+from ledgerflow.api.cli.client import ApiClient
+from ledgerflow.api.cli.remote import remote_flow_runs, server_client
 from ledgerflow.api.cli.console import fail, out, table
 from ledgerflow.api.cli.context import opened_store
+from ledgerflow.api.liveness import end_dead_runs
 from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.deployments import DeploymentError, deployment_id
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
 from ledgerflow.projections import queries
 from ledgerflow.projections.errors import ProjectionError
-from ledgerflow.projections.models import FlowRun, LineageGraph, TaskRun
+from ledgerflow.projections.lookup import resolve_run
+from ledgerflow.projections.models import FlowRun, LineageGraph, LogPage, TaskRun
 from ledgerflow.projections.readmodel import ReadModel
 
 __all__ = ["app", "parse_since", "stats"]
@@ -46,6 +52,8 @@ STATE_STYLES = {
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _SINCE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_FOLLOW_SECONDS = 0.5
+"""How often `logs --follow` asks the server for more."""
 
 
 def parse_since(value: str, now: datetime | None = None) -> datetime:
@@ -65,7 +73,9 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 def read_model() -> Iterator[ReadModel]:
     with opened_store() as store:
         try:
-            yield ReadModel(store)
+            opened = ReadModel(store)
+            end_dead_runs(opened)
+            yield opened
         except (ProjectionError, EventStoreError) as exc:
             fail(str(exc).splitlines()[0])
 
@@ -141,11 +151,17 @@ def _task_label(task: TaskRun) -> str:
 
 
 @app.command()
-def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id.")]) -> None:
+def inspect(run_id: Annotated[str, typer.Argument(help="Flow run id, unique id prefix or run name.")]) -> None:
     """A flow run: its states with timings, task runs, errors and artifacts."""
-    with read_model() as rm:
-        detail = queries.get_run(rm, run_id)
-        found = queries.run_artifacts(rm, run_id)
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            detail = client.get_flow_run(run_id)
+            found = client.run_artifacts(detail.flow_run.id)
+    else:
+        with read_model() as rm:
+            detail = queries.get_run(rm, resolve_run(rm, run_id))
+            found = queries.run_artifacts(rm, detail.flow_run.id)
     run: FlowRun = detail.flow_run
     out.print(f"[bold]{escape(run.flow_name or '-')}[/] / {escape(run.run_name or '-')}  {_state(run.state_type, run.state_name)}")
     out.print(f"id {run.id}")
@@ -208,22 +224,25 @@ def _level(value: str) -> int:
 
 @app.command()
 def logs(
-    run_id: Annotated[str, typer.Argument(help="Flow run id.")],
+    run_id: Annotated[str, typer.Argument(help="Flow run id, unique id prefix or run name.")],
     level: Annotated[str, typer.Option("--level", "-l", help="Minimum level (DEBUG, INFO, ...).")] = "DEBUG",
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
 ) -> None:
     """Print a flow run's logs (and follow them while it runs)."""
     minimum = _level(level)
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            _remote_logs(client, run_id, minimum, follow)
+        return
     with read_model() as rm:
+        run_id = resolve_run(rm, run_id)
         position = 0
         feed = rm.store.subscribe(after=rm.store.head()) if follow else None
         try:
             while True:
                 page = queries.run_logs(rm, run_id, min_level=minimum, after=position, limit=1000)
-                for line in page.items:
-                    style = "red" if line.level >= 40 else "yellow" if line.level >= 30 else ""
-                    text = f"{line.occurred.strftime('%H:%M:%S.%f')[:-3]} {line.level_name:<8} {line.logger} | {line.message}"
-                    out.print(f"[{style}]{escape(text)}[/]" if style else text, markup=bool(style))
+                _print_log_lines(page)
                 ended = _ended(rm, run_id, position, page.next_after)
                 position = page.next_after or position
                 if len(page.items) == 1000:
@@ -236,6 +255,30 @@ def logs(
         finally:
             if feed is not None:
                 feed.close()
+
+
+def _print_log_lines(page: LogPage) -> None:
+    for line in page.items:
+        style = "red" if line.level >= 40 else "yellow" if line.level >= 30 else ""
+        text = f"{line.occurred.strftime('%H:%M:%S.%f')[:-3]} {line.level_name:<8} {line.logger} | {line.message}"
+        out.print(f"[{style}]{escape(text)}[/]" if style else text, markup=bool(style))
+
+
+def _remote_logs(client: ApiClient, ref: str, minimum: int, follow: bool) -> None:
+    """`logs` through the server: pages of log lines, and with `follow` more of them until the
+    run is seen to have ended before a page was read (so that page holds its last lines)."""
+    run_id = client.get_flow_run(ref).flow_run.id
+    position = 0
+    while True:
+        ended = not follow or client.get_flow_run(run_id).flow_run.state_type in TERMINAL
+        page = client.run_logs(run_id, minimum, position, 1000)
+        _print_log_lines(page)
+        position = page.next_after or position
+        if len(page.items) == 1000:
+            continue
+        if ended:
+            return
+        time.sleep(_FOLLOW_SECONDS)
 
 
 def _ended(rm: ReadModel, run_id: str, after: int, upto: int | None) -> bool:
@@ -251,13 +294,19 @@ def _ended(rm: ReadModel, run_id: str, after: int, upto: int | None) -> bool:
 
 @app.command()
 def lineage(
-    run_id: Annotated[str, typer.Argument(help="Flow run or task run id.")],
+    run_id: Annotated[str, typer.Argument(help="Flow run or task run: id, unique id prefix or run name.")],
     depth: Annotated[int, typer.Option("--depth", "-d", help="How many hops to follow.")] = 3,
     direction: Annotated[str, typer.Option("--direction", help="upstream, downstream or both.")] = "both",
 ) -> None:
     """Draw what fed, called, replayed or reused a run, as a tree."""
-    with read_model() as rm:
-        graph = queries.lineage(rm, run_id, depth=depth, direction=direction)  # type: ignore[arg-type]
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            graph = client.lineage(run_id, depth, direction)
+    else:
+        with read_model() as rm:
+            run_id = resolve_run(rm, run_id, ("flow_runs", "task_runs"))
+            graph = queries.lineage(rm, run_id, depth=depth, direction=direction)  # type: ignore[arg-type]
     out.print(lineage_tree(graph))
 
 
@@ -316,8 +365,13 @@ def stats(
     if by not in ("flow", "deployment", "tag", "task"):
         fail(f"--by {by!r} is not one of flow, deployment, tag, task")
     grain = "hour" if datetime.now(UTC) - start <= timedelta(days=2) else "day"
-    with read_model() as rm:
-        report = queries.analytics(rm, since=start, grain=grain, dimension=by, value=flow)  # type: ignore[arg-type]
+    settings = load_settings()
+    if settings.api_url:
+        with server_client(settings) as client:
+            report = client.analytics(by, start, grain, flow)
+    else:
+        with read_model() as rm:
+            report = queries.analytics(rm, since=start, grain=grain, dimension=by, value=flow)  # type: ignore[arg-type]
     if not report.groups:
         out.print(f"[dim]no runs since {_time(report.since)}[/]")
         return

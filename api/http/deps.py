@@ -21,6 +21,7 @@ __all__ = [
     "StateDep",
     "StoreDep",
     "check_key",
+    "presented_secret",
     "require",
 ]
 
@@ -50,7 +51,7 @@ ReadModelDep = Annotated[ReadModel, Depends(get_read_model)]
 HubDep = Annotated[FeedHub, Depends(get_hub)]
 
 
-def _presented(conn: HTTPConnection) -> str | None:
+def presented_secret(conn: HTTPConnection) -> str | None:
     header = conn.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token:
@@ -62,7 +63,7 @@ def check_key(state: ServerState, conn: HTTPConnection, needed: Scope) -> tuple[
     """None when the request may go on, else (status, reason)."""
     if not state.api.auth:
         return None
-    secret = _presented(conn)
+    secret = presented_secret(conn)
     if secret is None:
         return 401, "an API key is required: send 'Authorization: Bearer <key>'"
     key: ApiKey | None = state.keys.authenticate(secret)

@@ -4,9 +4,10 @@ Each is a `ledgerflow.events.service.Service` (start/stop); the app's lifespan h
 list `services(state, api)` returns to a `Supervisor`, which starts them in order and stops
 them in reverse. Requests never wait on them: they read what the services keep current.
 
-The services: the feed's tail reader, the projection runner, the automation engine
-(notifications/service.py). A new one (the scheduler, the crash monitor, ...) is a constructor here, an `ApiSettings.run_<name>` flag that tests can turn off, and one line
-in `services()`.
+The services: the feed's tail reader, the projection runner, the crash monitor (api/liveness.py),
+the scheduler, the late-run marker, the built-in runner, the automation engine
+(notifications/service.py). A new one is a constructor here, an `ApiSettings.run_<name>` flag
+that tests can turn off, and one line in `services()`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from datetime import timedelta
 
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.http.state import ServerState
+from ledgerflow.api.liveness import end_dead
 from ledgerflow.events import EventStoreError, Settings
+from ledgerflow.events.liveness import this_process
 from ledgerflow.events.model import utcnow
 from ledgerflow.events.runs import mark_late
 from ledgerflow.events.service import LoopService, Service
@@ -29,6 +32,7 @@ from ledgerflow.runtime.scheduler import Scheduler, SchedulerSettings
 __all__ = [
     "BUILTIN_POOLS",
     "PROJECT_EVERY",
+    "crash_monitor_service",
     "late_runs_service",
     "projection_service",
     "runner_service",
@@ -109,11 +113,37 @@ def late_runs_service(read_model: ReadModel, settings: Settings) -> LoopService:
     return LoopService("late-runs", step, LATE_EVERY)
 
 
+CHECKS_PER_HEARTBEAT = 4
+"""How often per heartbeat interval the crash monitor looks: a silent run is ended within
+`STALE_AFTER` + 1/4 of its interval (events/liveness.py), inside the promised 2 intervals."""
+CRASH_CHECK_AT_LEAST_EVERY = 1.0
+"""Seconds: runs may beat faster than the server's own setting says (one indexed query each)."""
+
+
+def crash_monitor_service(read_model: ReadModel, settings: Settings) -> LoopService:
+    """Ends `Crashed` the runs whose heartbeats stopped (and `Cancelled` the cancelling ones),
+    looking as often as the shortest heartbeat interval of the live runs asks."""
+    here = this_process()
+    every = min(settings.heartbeat_seconds / CHECKS_PER_HEARTBEAT, CRASH_CHECK_AT_LEAST_EVERY)
+
+    def step() -> float | None:
+        try:
+            runs = queries.live_flow_runs(read_model)
+            end_dead(read_model.store, runs, here)
+        except EventStoreError:
+            return _DATABASE_DOWN_PAUSE
+        return min([every, *(run.heartbeat_seconds / CHECKS_PER_HEARTBEAT for run in runs)])
+
+    return LoopService("crash-monitor", step, every)
+
+
 def services(state: ServerState, api: ApiSettings, settings: Settings) -> list[Service]:
     """The services to run, in start order: the feed first (requests use it), then the rest."""
     found: list[Service] = [state.hub]
     if api.run_projections:
         found.append(projection_service(state.read_model))
+    if api.run_crash_monitor:
+        found.append(crash_monitor_service(state.read_model, settings))
     if api.run_scheduler:
         found.append(scheduler_service(state.store, settings))
         found.append(late_runs_service(state.read_model, settings))

@@ -51,6 +51,8 @@ class ApiSettings(BaseModel):
     waits with its flow loaded (Prefect's worker prefetch)."""
     run_automations: bool = True
     """Run the automation engine (rules on the log that notify and act on runs)."""
+    run_crash_monitor: bool = True
+    """End `Crashed` the runs whose heartbeats stopped (api/liveness.py)."""
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -40,9 +40,10 @@ def test_services_are_the_feed_and_the_configured_ones(client: TestClient) -> No
     state = state_of(client)
     settings = load_settings({"LEDGERFLOW_HOME": "/nowhere"})
     assert [s.name for s in services(state, ApiSettings(), settings)] == [
-        "feed", "projections", "scheduler", "late-runs", "runner", "automations",
+        "feed", "projections", "crash-monitor", "scheduler", "late-runs", "runner", "automations",
     ]
-    quiet = ApiSettings(run_projections=False, run_runner=False, run_automations=False, run_scheduler=False)
+    quiet = ApiSettings(run_projections=False, run_runner=False, run_automations=False, run_scheduler=False,
+                        run_crash_monitor=False)
     assert [s.name for s in services(state, quiet, settings)] == ["feed"]
     assert [s.name for s in services(state, quiet.model_copy(update={"run_automations": True}), settings)] == ["feed", "automations"]
 
@@ -55,7 +56,7 @@ def test_the_lifespan_starts_the_services_and_stops_them(tmp_path: Path, store_u
         assert not [name for name, thread in started.items() if thread.is_alive()]  # all stopped
         return started
 
-    assert {"ledgerflow-feed", "ledgerflow-projections", "ledgerflow-automations",
+    assert {"ledgerflow-feed", "ledgerflow-projections", "ledgerflow-crash-monitor", "ledgerflow-automations",
             "ledgerflow-automations-dispatch"} <= set(started_by(ApiSettings()))
     quiet = started_by(ApiSettings(run_projections=False, run_automations=False))
     assert "ledgerflow-feed" in quiet and "ledgerflow-projections" not in quiet

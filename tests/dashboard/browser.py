@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(os.environ.get("LEDGERFLOW_SCREENSHOTS") or Path(tempfile.gettempdir()) / "ledgerflow-dashboard-screenshots")
 """Where the tests save a screenshot of each page (for people to look at; nothing compares them)."""
 DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+PHONE = {"width": 375, "height": 812}
 REPO = Path(__file__).resolve().parents[2]
 LEDGERFLOW = str(Path(sys.executable).with_name("ledgerflow"))
 
@@ -61,6 +61,15 @@ def browser_page(
         assert not errors, errors
     finally:
         holder.close()
+
+
+def unnamed_controls(page: Page) -> list[str]:
+    """The visible controls and links that have no accessible name (the start of their HTML)."""
+    found: list[str] = page.evaluate("""() => [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+        .filter((el) => el.offsetParent !== null)
+        .filter((el) => !(el.getAttribute('aria-label') || el.labels?.length || el.textContent.trim() || el.title))
+        .map((el) => el.outerHTML.slice(0, 80))""")
+    return found
 
 
 def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:

@@ -24,7 +24,7 @@ from ledgerflow.events.runs import read_flow_run, request_flow_run
 from ledgerflow.projections.runner import engine_of
 from testdata.synthetic import random_run
 from tests.api.conftest import wait_until
-from tests.dashboard.browser import DESKTOP, PHONE, REPO, browser_page, execute, screenshot
+from tests.dashboard.browser import DESKTOP, PHONE, REPO, browser_page, execute, screenshot, unnamed_controls
 from tests.runtime.replay_flows import executed
 
 expect.set_options(timeout=60_000)
@@ -166,6 +166,7 @@ def test_every_page_renders_light_dark_and_at_phone_width(
                     assert (luminance < 0.2) if scheme == "dark" else (luminance > 0.8), (name, scheme, luminance)
                     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
                     assert overflow <= 1, f"{name} at {size_name} width scrolls sideways by {overflow}px"
+                    assert unnamed_controls(page) == [], name  # every control has an accessible name
                     screenshot(page, f"{name}-{scheme}-{size_name}", full_page=name != "events")
 
     with browser_page(browser) as page:
@@ -200,12 +201,6 @@ def test_every_page_renders_light_dark_and_at_phone_width(
         page.reload()
         ready(page, "run")
         assert _background(page) < 0.2
-        # Every control has an accessible name.
-        unnamed = page.evaluate("""() => [...document.querySelectorAll('button, input, select, a[href]')]
-            .filter((el) => el.offsetParent !== null)
-            .filter((el) => !(el.getAttribute('aria-label') || el.labels?.length || el.textContent.trim() || el.title))
-            .map((el) => el.outerHTML.slice(0, 80))""")
-        assert unnamed == []
 
 
 def ready(page: Page, name: str) -> None:

@@ -113,7 +113,7 @@ def test_text_from_the_log_is_escaped(client: TestClient, store: EventStore) -> 
 
 
 def test_pages_send_a_strict_content_security_policy(client: TestClient) -> None:
-    for path in ("/", "/analytics", "/events"):
+    for path in ("/", "/analytics", "/events", "/automations", "/deployments"):
         response = client.get(path)
         assert response.status_code == 200, path
         policy = response.headers["content-security-policy"]
@@ -157,6 +157,12 @@ def test_with_keys_required_pages_carry_no_data(make_client: Callable[..., TestC
     assert run.id in run_page.text and "extract" not in run_page.text
     assert client.get("/api/flow-runs").status_code == 401  # the data itself needs the key
     assert client.get("/static/js/runs.js").status_code == 200  # the assets do not
+
+
+def test_the_deployments_page_asks_for_work_pools_only_where_the_server_has_them(client: TestClient) -> None:
+    html = client.get("/deployments").text
+    assert page_data(html)["work_pools"] is (client.get("/api/work-pools").status_code == 200)
+    assert 'aria-current="page">Deployments</a>' in html and 'id="workers"' in html
 
 
 def test_assets_are_served_with_the_types_browsers_need(client: TestClient) -> None:

@@ -1,4 +1,4 @@
-"""replay-flow-run and cancel-flow-run on both databases: what they append to the run's log."""
+"""replay-flow-run, cancel-flow-run and run-deployment on both databases: what they append to the log."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ REPLAY = """
 name: replay-etl
 trigger: {match: {events: [flow-run.Failed], flow_name: etl}}
 actions: [{type: replay-flow-run, max_replays: 2}]
+"""
+RUN_DEPLOYMENT = """
+name: backfill-on-failure
+trigger: {match: {events: [flow-run.Failed], flow_name: etl}}
+actions:
+  - {type: run-deployment, deployment: backfill/nightly, parameters: {failed_run: "{{ flow_run.id }}", depth: 2}}
+  - {type: run-deployment, deployment: backfill/missing}
 """
 CANCEL = """
 name: cancel-slow
@@ -98,3 +105,30 @@ def test_cancel_a_running_run_and_refuse_a_finished_one(store: EventStore, block
     outcomes = {o.data["flow_run_id"]: o for o in outcomes_of(store, automation)}
     assert outcomes[running].type == "action.succeeded" and outcomes[running].data["detail"] == {"state": "Cancelling"}
     assert outcomes[finished].type == "action.failed" and "cannot become" in outcomes[finished].data["error"]
+
+
+def test_run_deployment_requests_one_run_with_rendered_parameters(store: EventStore, blocks: BlockStore) -> None:
+    from datetime import UTC, datetime
+
+    from ledgerflow.events.deployments import DeploymentSpec, apply_deployment
+
+    apply_deployment(store, DeploymentSpec(flow_name="backfill", name="nightly", entrypoint="flows/backfill.py:backfill",
+                                           parameters={"depth": 1, "region": "eu"}))
+    original, failed = Runs(store, datetime.now(UTC)).failed_run(0, "etl")
+    automation = create_automation(store, RUN_DEPLOYMENT)
+    with dispatching(store, blocks) as dispatcher:
+        actions = fire_by_hand(store, automation, failed)
+        dispatcher.submit(actions)
+        dispatcher.submit(actions)  # a redelivery requests the same run, not a second one
+        assert dispatcher.wait_idle(30)
+    outcomes = [o for o in outcomes_of(store, automation)]
+    succeeded = {o.data["detail"]["flow_run_id"] for o in outcomes if o.type == "action.succeeded"}
+    assert len(succeeded) == 1
+    [requested] = succeeded
+    assert UUID(requested) == derived_id("run-deployment", actions[0].id)
+    history = read_flow_run(store, requested)
+    assert [e.type for e in history.events] == ["flow-run.created", "flow-run.Scheduled"]
+    assert history.created["parameters"] == {"depth": 2, "region": "eu", "failed_run": original}
+    assert history.created["entrypoint"] == "flows/backfill.py:backfill"
+    refused = [o for o in outcomes if o.type == "action.failed"]
+    assert refused and all("backfill/missing" in o.data["error"] for o in refused)

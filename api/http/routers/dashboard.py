@@ -1,4 +1,5 @@
-"""The dashboard's pages: `/` (runs), `/runs/{id}`, `/analytics`, `/events`.
+"""The dashboard's pages: `/` (runs), `/runs/{id}`, `/analytics`, `/events`, `/automations`,
+`/deployments`.
 
 Each page is server-rendered HTML that its ES module (static/js/) brings to life through the
 same JSON API the CLI uses. Without API keys (a loopback server) the runs page and the run page
@@ -15,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import HTMLResponse
+from starlette.routing import Match
 
 from ledgerflow.api.http.deps import ReadModelDep, StateDep
 from ledgerflow.api.http.templating import page
@@ -210,3 +212,23 @@ def events_page(
     filters = {"type": _blank(type) or "", "flow_run_id": _blank(flow_run_id) or "", "flow_name": _blank(flow_name) or ""}
     data = {"auth": state.api.auth, "filters": filters}
     return page("events.html", _base(state, "events", "Events") | {"filters": filters, "data": data})
+
+
+@router.get("/automations", response_class=HTMLResponse)
+def automations_page(state: StateDep) -> HTMLResponse:
+    """Automations, their recent firings and outcomes; create or edit one, backtested first."""
+    return page("automations.html", _base(state, "automations", "Automations"))
+
+
+def _serves(request: Request, path: str) -> bool:
+    """Whether this app answers GET `path` (a route, not the 404 fallback)."""
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "app": request.app}
+    return any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes)
+
+
+@router.get("/deployments", response_class=HTMLResponse)
+def deployments_page(state: StateDep, request: Request) -> HTMLResponse:
+    """Deployments with their schedules, next and recent runs; run, pause, resume; work pools."""
+    # The work pools section asks the API only if this server has it (no 404 noise otherwise).
+    data = {"auth": state.api.auth, "work_pools": _serves(request, "/api/work-pools")}
+    return page("deployments.html", _base(state, "deployments", "Deployments") | {"data": data})

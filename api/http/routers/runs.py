@@ -1,4 +1,7 @@
-"""`/api/flow-runs` and `/api/analytics`: the projection queries over HTTP."""
+"""`/api/flow-runs` and `/api/analytics`: the projection queries over HTTP.
+
+Wherever a path names a run, it may be its id, a unique prefix of its id, or its run name.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from ledgerflow.events.states import STATE_NAMES
 from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.runtime.replays import ReplayOptions, plan_replay, request_replay
 from ledgerflow.projections import queries
+from ledgerflow.projections.lookup import resolve_run
 from ledgerflow.projections.models import (
     AnalyticsReport,
     Artifact,
@@ -35,7 +39,26 @@ write_router = APIRouter(prefix="/api/flow-runs", tags=["flow runs"], dependenci
 task_runs_router = APIRouter(prefix="/api/task-runs", tags=["task runs"], dependencies=[Depends(require(Scope.READ))])
 analytics_router = APIRouter(prefix="/api/analytics", tags=["analytics"], dependencies=[Depends(require(Scope.READ))])
 
-RunId = Annotated[str, Path(min_length=1, max_length=100)]
+RunId = Annotated[str, Path(min_length=1, max_length=100, description="An id, a unique id prefix or a run name")]
+
+
+def _flow_run(rm: ReadModelDep, flow_run_id: RunId) -> str:
+    return resolve_run(rm, flow_run_id)
+
+
+def _any_run(rm: ReadModelDep, flow_run_id: RunId) -> str:
+    return resolve_run(rm, flow_run_id, ("flow_runs", "task_runs"))
+
+
+def _task_run(rm: ReadModelDep, task_run_id: RunId) -> str:
+    return resolve_run(rm, task_run_id, ("task_runs",))
+
+
+FlowRunRef = Annotated[str, Depends(_flow_run)]
+"""The flow run a path names."""
+AnyRunRef = Annotated[str, Depends(_any_run)]
+"""The flow run or task run a path names."""
+TaskRunRef = Annotated[str, Depends(_task_run)]
 
 
 @router.get("", response_model=FlowRunPage)
@@ -78,7 +101,7 @@ def flow_run_history(
 
 
 @router.get("/{flow_run_id}", response_model=RunDetail)
-def get_flow_run(rm: ReadModelDep, flow_run_id: RunId) -> RunDetail:
+def get_flow_run(rm: ReadModelDep, flow_run_id: FlowRunRef) -> RunDetail:
     """The flow run with its task runs and the states it went through."""
     return queries.get_run(rm, flow_run_id)
 
@@ -86,7 +109,7 @@ def get_flow_run(rm: ReadModelDep, flow_run_id: RunId) -> RunDetail:
 @router.get("/{flow_run_id}/logs", response_model=LogPage)
 def flow_run_logs(
     rm: ReadModelDep,
-    flow_run_id: RunId,
+    flow_run_id: FlowRunRef,
     min_level: Annotated[int, Query(ge=0, le=100)] = 0,
     task_run_id: Annotated[str | None, Query(max_length=100)] = None,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
@@ -96,14 +119,14 @@ def flow_run_logs(
 
 
 @router.get("/{flow_run_id}/artifacts", response_model=list[Artifact])
-def flow_run_artifacts(rm: ReadModelDep, flow_run_id: RunId) -> list[Artifact]:
+def flow_run_artifacts(rm: ReadModelDep, flow_run_id: FlowRunRef) -> list[Artifact]:
     return queries.run_artifacts(rm, flow_run_id)
 
 
 @router.get("/{flow_run_id}/lineage", response_model=LineageGraph)
 def flow_run_lineage(
     rm: ReadModelDep,
-    flow_run_id: RunId,
+    flow_run_id: AnyRunRef,
     direction: Literal["upstream", "downstream", "both"] = "both",
     depth: Annotated[int, Query(ge=0, le=20)] = 3,
 ) -> LineageGraph:
@@ -113,7 +136,7 @@ def flow_run_lineage(
 @router.get("/{flow_run_id}/as-of", response_model=RunSnapshot)
 def flow_run_as_of(
     rm: ReadModelDep,
-    flow_run_id: RunId,
+    flow_run_id: FlowRunRef,
     cursor: Annotated[str | None, Query(max_length=64, description="A log cursor")] = None,
     time: Annotated[datetime | None, Query(description="A timezone-aware time")] = None,
 ) -> RunSnapshot:
@@ -122,7 +145,7 @@ def flow_run_as_of(
 
 
 @task_runs_router.get("/{task_run_id}", response_model=TaskRun)
-def get_task_run(rm: ReadModelDep, task_run_id: RunId) -> TaskRun:
+def get_task_run(rm: ReadModelDep, task_run_id: TaskRunRef) -> TaskRun:
     """One task run, by its id."""
     return queries.get_task_run(rm, task_run_id)
 
@@ -142,7 +165,7 @@ class SetStateRequest(BaseModel):
                409: {"description": "the rules refuse it (`until` set when it is only too early)"},
                422: {"description": "unknown state name"}},
 )
-def set_state(store: StoreDep, flow_run_id: RunId, body: SetStateRequest) -> Any:
+def set_state(store: StoreDep, flow_run_id: FlowRunRef, body: SetStateRequest) -> Any:
     """Propose a state for the run; the rule book decides (unless `force`)."""
     try:
         event = propose_flow_run_state(store, flow_run_id, body.name, message=body.message, force=body.force, actor="api")
@@ -162,7 +185,7 @@ class CancelRequest(BaseModel):
     response_model=EventOut,
     responses={404: {"description": "no such run"}, 409: {"description": "already finished or cancelled, or a racing change won"}},
 )
-def cancel(store: StoreDep, flow_run_id: RunId, body: CancelRequest | None = None) -> dict[str, object]:
+def cancel(store: StoreDep, flow_run_id: FlowRunRef, body: CancelRequest | None = None) -> dict[str, object]:
     """Cancel the run: `Cancelled` if it has not started, else `Cancelling`."""
     return event_json(cancel_flow_run(store, flow_run_id, body.message if body else None))
 
@@ -180,7 +203,7 @@ class ResumeRequest(BaseModel):
                409: {"description": "not paused, or its pause expired (the run is Failed now)"},
                422: {"description": "the input is missing, unexpected or does not fit the schema"}},
 )
-def resume(store: StoreDep, flow_run_id: RunId, body: ResumeRequest | None = None) -> dict[str, object]:
+def resume(store: StoreDep, flow_run_id: FlowRunRef, body: ResumeRequest | None = None) -> dict[str, object]:
     """Resume a paused run (`Running`: its flow goes on) or a suspended one (`Resuming`: the
     server's runner executes it again, reusing its completed task results)."""
     return event_json(resume_flow_run(store, flow_run_id, body.run_input if body else None, actor="api"))
@@ -218,7 +241,7 @@ class ReplayAccepted(BaseModel):
     responses={404: {"description": "no such run"}, 409: {"description": "the run has not finished"},
                422: {"description": "it records no entrypoint, or the body is invalid"}},
 )
-def replay(store: StoreDep, flow_run_id: RunId, body: ReplayRequest | None = None) -> ReplayAccepted:
+def replay(store: StoreDep, flow_run_id: FlowRunRef, body: ReplayRequest | None = None) -> ReplayAccepted:
     """Replay a finished run from its last successful task: a new run reusing what succeeded.
     The server executes it (its built-in runner); the reply names it at once."""
     body = body or ReplayRequest()
@@ -231,7 +254,7 @@ def replay(store: StoreDep, flow_run_id: RunId, body: ReplayRequest | None = Non
 
 
 def _report(
-    rm: ReadModelDep, dimension: Literal["flow", "task"], since: datetime | None, until: datetime | None,
+    rm: ReadModelDep, dimension: Literal["flow", "deployment", "tag", "task"], since: datetime | None, until: datetime | None,
     grain: Literal["hour", "day"], name: str | None,
 ) -> AnalyticsReport:
     start = since or datetime.now(UTC) - timedelta(days=7)
@@ -260,3 +283,27 @@ def task_analytics(
 ) -> AnalyticsReport:
     """Runs, success rate and duration percentiles per task."""
     return _report(rm, "task", since, until, grain, task_key)
+
+
+@analytics_router.get("/deployments", response_model=AnalyticsReport)
+def deployment_analytics(
+    rm: ReadModelDep,
+    since: Annotated[datetime | None, Query(description="Default: 7 days ago")] = None,
+    until: datetime | None = None,
+    grain: Literal["hour", "day"] = "day",
+    deployment_id: Annotated[str | None, Query(max_length=100)] = None,
+) -> AnalyticsReport:
+    """Runs, success rate and duration percentiles per deployment."""
+    return _report(rm, "deployment", since, until, grain, deployment_id)
+
+
+@analytics_router.get("/tags", response_model=AnalyticsReport)
+def tag_analytics(
+    rm: ReadModelDep,
+    since: Annotated[datetime | None, Query(description="Default: 7 days ago")] = None,
+    until: datetime | None = None,
+    grain: Literal["hour", "day"] = "day",
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+) -> AnalyticsReport:
+    """Runs, success rate and duration percentiles per tag."""
+    return _report(rm, "tag", since, until, grain, tag)

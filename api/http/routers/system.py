@@ -1,12 +1,12 @@
-"""`/health`, `/metrics` and `/api/api-keys` (admin)."""
+"""`/health`, `/metrics`, `/api/whoami` and `/api/api-keys` (admin)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from ledgerflow.api.http.deps import StateDep, require
+from ledgerflow.api.http.deps import StateDep, presented_secret, require
 from ledgerflow.api.keys import ApiKey, Scope
 from ledgerflow.api.http.metrics import projection_lag
 from ledgerflow.api.http.responses import OrjsonResponse
@@ -52,3 +52,22 @@ def metrics(state: StateDep) -> Response:
 def list_keys(state: StateDep) -> list[ApiKey]:
     """Every API key (never its secret), revoked ones included."""
     return state.keys.list()
+
+
+class Identity(BaseModel):
+    name: str | None
+    """The key's name (None when the server needs no key)."""
+    scope: Scope
+    auth: bool
+    """Whether the server checks API keys."""
+
+
+@router.get("/api/whoami", response_model=Identity, dependencies=[Depends(require(Scope.READ))], tags=["api keys"])
+def whoami(state: StateDep, request: Request) -> Identity:
+    """The API key this request presented and what it may do: a client checks it may write
+    before it starts work (401 without a live key)."""
+    if not state.api.auth:
+        return Identity(name=None, scope=Scope.ADMIN, auth=False)
+    key = state.keys.authenticate(presented_secret(request) or "")
+    assert key is not None  # require(Scope.READ) let the request in
+    return Identity(name=key.name, scope=key.scope, auth=True)
