@@ -8,6 +8,7 @@ from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.errors import (
     ConcurrencyConflict,
     CorruptEvent,
+    CorruptStore,
     EventStoreError,
     EventTooLarge,
     InvalidCursor,
@@ -27,6 +28,7 @@ __all__ = [
     "NO_STREAM",
     "ConcurrencyConflict",
     "CorruptEvent",
+    "CorruptStore",
     "Cursor",
     "EventMeta",
     "EventStore",

@@ -5,9 +5,11 @@
     ├── InvalidEvent          bad input: nothing of the batch was written
     │   ├── InvalidStreamName
     │   ├── PayloadNotSerializable
-    │   └── EventTooLarge
+    │   ├── EventTooLarge
+    │   └── InvalidBackup     an export file that cannot be imported (names the line)
     ├── InvalidCursor         a cursor string that no store handed out
     ├── StoreUnavailable      the database cannot be reached
+    │   └── CorruptStore      the database file or its pages are damaged (restore a backup)
     └── CorruptEvent          a stored row that cannot be decoded
 
 Backends translate driver errors into these; callers never see SQLAlchemy or psycopg errors.
@@ -18,8 +20,10 @@ from __future__ import annotations
 __all__ = [
     "ConcurrencyConflict",
     "CorruptEvent",
+    "CorruptStore",
     "EventStoreError",
     "EventTooLarge",
+    "InvalidBackup",
     "InvalidCursor",
     "InvalidEvent",
     "InvalidStreamName",
@@ -58,6 +62,10 @@ class EventTooLarge(InvalidEvent):
     pass
 
 
+class InvalidBackup(InvalidEvent):
+    pass
+
+
 class InvalidCursor(EventStoreError, ValueError):
     pass
 
@@ -68,3 +76,12 @@ class StoreUnavailable(EventStoreError):
 
 class CorruptEvent(EventStoreError):
     pass
+
+
+class CorruptStore(StoreUnavailable):
+    """The database itself is damaged: its file, pages or indexes cannot be read."""
+
+    hint = (
+        "restore a backup into a new database with `ledgerflow events import BACKUP.jsonl` "
+        "(backups come from `ledgerflow events export > BACKUP.jsonl`); `ledgerflow events verify` lists the damage"
+    )

@@ -62,10 +62,12 @@ class VerifyReport(NamedTuple):
     events_checked: int
     streams_checked: int
     first_break: Break | None
+    damage: tuple[str, ...] = ()
+    """What the database's own checks found wrong with its file, tables or indexes."""
 
     @property
     def intact(self) -> bool:
-        return self.first_break is None
+        return self.first_break is None and not self.damage
 
 
 def walk_chains(

@@ -29,8 +29,9 @@ from ledgerflow.events.appending import (
     without_stored,
 )
 from ledgerflow.events.cursor import Cursor
-from ledgerflow.events.errors import ConcurrencyConflict, EventStoreError, InvalidEvent, StoreUnavailable
+from ledgerflow.events.errors import ConcurrencyConflict, CorruptStore, EventStoreError, InvalidEvent, StoreUnavailable
 from ledgerflow.events.following import AppendSignal
+from ledgerflow.events.health import storage_problems, translate_corruption
 from ledgerflow.events.integrity import Head, VerifyReport, verify_log
 from ledgerflow.events.migrations import EVENT_LOG_MIGRATIONS, apply_migrations
 from ledgerflow.events.model import ANY, ExpectedVersion, NewEvent, StoredEvent, StreamAppend
@@ -56,6 +57,7 @@ class SqlEventStore:
         self.signal = AppendSignal()
         """Bumped after every append this process commits or hears of."""
         self.reader = LogReader(self._after, self._visible())
+        translate_corruption(engine)
         with self._translated():
             apply_migrations(engine, "events", EVENT_LOG_MIGRATIONS)
 
@@ -253,9 +255,16 @@ class SqlEventStore:
     # -- integrity -------------------------------------------------------------------------
 
     def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Walk every stream's hash chain; report the first broken link."""
+        """Check the database itself, then walk every stream's hash chain; report the damage
+        found and the first broken link."""
         with self._translated(), self.engine.connect() as conn:
-            return verify_log(conn, progress)
+            damage = storage_problems(conn)
+        try:
+            with self._translated(), self.engine.connect() as conn:
+                report = verify_log(conn, progress)
+        except CorruptStore as exc:
+            return VerifyReport(0, 0, None, (*damage, f"the chain walk stopped: {exc}"))
+        return report._replace(damage=tuple(damage))
 
     # -- lifecycle -------------------------------------------------------------------------
 

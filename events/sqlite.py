@@ -26,6 +26,7 @@ from sqlalchemy.exc import DatabaseError
 from ledgerflow.events.appending import DuplicateEvent, Planned, StaleHead, chain, stored_event
 from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.errors import StoreUnavailable
+from ledgerflow.events.health import corruption_of
 from ledgerflow.events.integrity import Head
 from ledgerflow.events.model import StoredEvent, utcnow
 from ledgerflow.events.sql import SqlEventStore
@@ -75,6 +76,8 @@ class SqliteEventStore(SqlEventStore):
             self._lock = threading.Lock()
             super().__init__(engine)
         except (OSError, DatabaseError) as exc:
+            if (damage := corruption_of(exc)) is not None:
+                raise damage from exc
             reason = getattr(exc, "orig", None) or exc
             raise StoreUnavailable(f"the SQLite event store at {parsed.database} cannot be used: {reason}") from exc
 
@@ -98,7 +101,11 @@ class SqliteEventStore(SqlEventStore):
                 raise
         except sqlite3.IntegrityError as exc:
             raise DuplicateEvent from exc
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            if (damage := corruption_of(exc)) is not None:
+                raise damage from exc
+            if not isinstance(exc, sqlite3.OperationalError):
+                raise
             raise StoreUnavailable(f"the SQLite event store cannot be written: {exc}") from exc
         finally:
             pooled.close()

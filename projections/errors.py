@@ -2,15 +2,16 @@
 
     ProjectionError
      ├── RunNotFound      (also events.runs.RunNotFound, a LookupError) no such flow run or task run
-     └── InvalidQuery     (also a ValueError) an argument a query cannot use
-          └── AmbiguousRun  an id prefix or run name that names several runs
+     ├── InvalidQuery     (also a ValueError) an argument a query cannot use
+     │    └── AmbiguousRun  an id prefix or run name that names several runs
+     └── ProjectionDamaged a projection table is missing or no longer has its columns
 """
 
 from __future__ import annotations
 
 from ledgerflow.events import runs as events_runs
 
-__all__ = ["AmbiguousRun", "InvalidQuery", "ProjectionError", "RunNotFound"]
+__all__ = ["AmbiguousRun", "InvalidQuery", "ProjectionDamaged", "ProjectionError", "RunNotFound"]
 
 
 class ProjectionError(Exception):
@@ -27,3 +28,7 @@ class InvalidQuery(ProjectionError, ValueError):
 
 class AmbiguousRun(InvalidQuery):
     """An id prefix or run name that names more than one run."""
+
+
+class ProjectionDamaged(ProjectionError):
+    pass

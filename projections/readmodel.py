@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Table, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from ledgerflow.events import EventStore
 from ledgerflow.projections.catalog import checkpoints, guard_tables, tables_for
+from ledgerflow.projections.errors import ProjectionDamaged
 from ledgerflow.projections.runner import ProjectionRunner
 
 __all__ = ["ReadModel"]
@@ -28,15 +30,33 @@ class ReadModel:
 
     def refresh(self) -> None:
         if self.catch_up:
-            self.runner.catch_up()
+            with _damage_named():
+                self.runner.catch_up()
 
     @contextmanager
     def reading(self, projection: str) -> Iterator[tuple[Connection, dict[str, Table]]]:
         """A connection and the live tables of `projection`, which a rebuild cannot swap
         out until the connection is done with them."""
-        with self.runner.engine.connect() as conn:
+        with _damage_named(), self.runner.engine.connect() as conn:
             guard_tables(conn, projection, swap=False)
             generation = conn.execute(
                 select(checkpoints.c.generation).where(checkpoints.c.name == projection)
             ).scalar_one()
             yield conn, tables_for(self.runner.projections[projection], generation)
+
+
+_MISSING = ("no such table", "no such column", "has no column")
+_PG_MISSING = ("42P01", "42703")  # undefined_table, undefined_column
+
+
+@contextmanager
+def _damage_named() -> Iterator[None]:
+    """A projection table dropped or altered by hand: a one-line error that names the cure."""
+    try:
+        yield
+    except (OperationalError, ProgrammingError) as exc:
+        orig = exc.orig
+        if getattr(orig, "sqlstate", None) in _PG_MISSING or any(m in str(orig) for m in _MISSING):
+            first = str(orig).splitlines()[0]
+            raise ProjectionDamaged(f"the projection tables are damaged ({first}); run `ledgerflow projections rebuild`") from exc
+        raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Connection, Table, select, text
+from sqlalchemy import Connection, Table, inspect, select, text
 
 from ledgerflow.events import Cursor, EventStore
 from ledgerflow.events.consumer import Batch, TransactionalConsumer
@@ -92,6 +92,9 @@ class ProjectionRunner:
         stale = []
         with write_transaction(self.engine) as conn:
             _serialise(conn)
+            lost = not inspect(conn).has_table(checkpoints.name)
+            if lost:  # dropped by hand: every projection is rebuilt from the log
+                checkpoints.create(conn)
             known = {row.name: checkpoint_of(row) for row in conn.execute(select(checkpoints))}
             for name, projection in self.projections.items():
                 checkpoint = known.get(name)
@@ -102,6 +105,8 @@ class ProjectionRunner:
                         )
                     )
                     create_tables(conn, projection, 1)
+                    if lost:
+                        stale.append(name)
                 elif checkpoint.version != projection.version:
                     stale.append(name)
         self._ready = True

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledgerflow.events import EventMeta, NewEvent
 from ledgerflow.events.model import EVENT_TYPE, new_id, utcnow
+from ledgerflow.events.reserved import PRODUCT_TYPE_PREFIXES
 from ledgerflow.runtime import config
 from ledgerflow.runtime.context import FlowRunContext, flow_run_var, task_run_var
 
@@ -38,10 +39,7 @@ RESOURCE_ROLE = "ledgerflow.resource.role"
 RESOURCE_NAME = "ledgerflow.resource.name"
 _ID_LABELS = (RESOURCE_ID, "prefect.resource.id")
 _ROLE_LABELS = (RESOURCE_ROLE, "prefect.resource.role")
-RESERVED_PREFIXES = (
-    "flow-run.", "task-run.", "log.", "artifact.", "deployment.", "automation.", "action.", "worker.",
-    "work-pool.", "concurrency.", "concurrency-limit.", "transaction.", "variable.", "ledgerflow.", "prefect.", "prefect-cloud.",
-)
+RESERVED_PREFIXES = (*PRODUCT_TYPE_PREFIXES, "prefect.", "prefect-cloud.")
 """Event types the product writes (or Prefect reserves): a custom event may not take them."""
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:@/+-]{1,180}")
 _MAX_LABELS = 500

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ledgerflow.api.cli.console import describe
-from ledgerflow.events import EventStoreError, Settings
+from ledgerflow.events import CorruptStore, EventStoreError, Settings
 from ledgerflow.events.deployments import DeploymentError
 from ledgerflow.notifications.errors import NotificationError
 from ledgerflow.projections.errors import ProjectionError
@@ -26,6 +26,8 @@ _TYPED = (EventStoreError, ProjectionError, DeploymentError, NotificationError, 
 
 def explain(exc: BaseException) -> tuple[str, str | None]:
     """(what is wrong, what to do) for an error no command handled itself."""
+    if isinstance(exc, CorruptStore):
+        return _one_line(exc), CorruptStore.hint
     if isinstance(exc, _TYPED):
         return _one_line(exc), None
     if isinstance(exc, ValidationError) and exc.title == Settings.__name__:

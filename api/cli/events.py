@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -13,7 +14,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from ledgerflow.api.cli.remote import remote_tail, server_client
 from ledgerflow.api.cli.console import describe, err, fail, out
 from ledgerflow.api.cli.context import opened_store
-from ledgerflow.events import EventStoreError, NewEvent, StoredEvent, load_settings
+from ledgerflow.events import CorruptStore, EventStoreError, NewEvent, StoredEvent, StreamAppend, load_settings
+from ledgerflow.events.reserved import ReservedStreamViolation, check_appends
 from ledgerflow.runtime.remote import HttpEventLog
 from ledgerflow.runtime.spool import Spool
 
@@ -95,7 +97,10 @@ def append(
         return
     with opened_store() as store:
         try:
-            stored = store.append(stream, [NewEvent(type=type_, data=payload)])
+            appends = check_appends(store, [StreamAppend(stream, [NewEvent(type=type_, data=payload)])])
+            stored = store.append_streams(appends)
+        except ReservedStreamViolation as exc:
+            fail(describe(exc), "the product writes its own streams: change a run's state with `ledgerflow flow-run cancel` / `resume` / `replay`")
         except (EventStoreError, ValueError) as exc:
             fail(describe(exc))
     out.print(_line(stored[0]))
@@ -110,12 +115,14 @@ def verify() -> None:
             _report_verification(client.verify())
         return
     with opened_store() as store, Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+        SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True,
+        disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("verifying", total=None)
         report = store.verify(
             progress=lambda n: progress.update(task, description=f"verified {n:,} events")
         )
+    _fail_on_damage(report.damage)
     if report.first_break is None:
         out.print(
             f"[green]intact:[/] {report.events_checked:,} events in "
@@ -130,8 +137,15 @@ def verify() -> None:
     raise typer.Exit(1)
 
 
+def _fail_on_damage(damage: Sequence[str]) -> None:
+    if damage:
+        more = len(damage) - 1
+        fail(damage[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""), CorruptStore.hint)
+
+
 def _report_verification(report: dict[str, Any]) -> None:
     """What the server's `GET /api/events/verify` found, said as the local verify says it."""
+    _fail_on_damage(report.get("damage", []))
     broken = report["first_break"]
     if broken is None:
         out.print(f"[green]intact:[/] {report['events_checked']:,} events in {report['streams_checked']:,} streams")

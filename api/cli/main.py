@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from ledgerflow.api.cli import automations, concurrency_limits, control, deployments, events, keys, projections, runs, server
+from ledgerflow.api.cli import automations, backup, concurrency_limits, control, deployments, events, keys, projections, runs, server
 from ledgerflow.api.cli.console import fail
 from ledgerflow.api.cli.errors import explain
 
@@ -59,6 +59,8 @@ def _root(
     """ledgerflow: Python workflows whose every step lands in an immutable event log."""
 
 app.add_typer(events.app, name="events")
+events.app.command("export")(backup.export)
+events.app.command("import")(backup.import_)
 app.add_typer(server.app, name="server")
 app.add_typer(keys.app, name="api-key")
 runs.app.command("cancel")(control.cancel)

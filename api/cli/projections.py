@@ -17,7 +17,7 @@ from rich.progress import (
 from ledgerflow.api.cli.console import fail, out, table
 from ledgerflow.api.cli.context import opened_store
 from ledgerflow.api.cli.remote import local_only, server_client
-from ledgerflow.events import Cursor, EventStoreError, load_settings
+from ledgerflow.events import Cursor, EventStore, EventStoreError, load_settings
 from ledgerflow.projections.runner import ProjectionRunner
 
 __all__ = ["app"]
@@ -56,22 +56,29 @@ def rebuild(
     reading the old tables meanwhile."""
     local_only("projections rebuild")
     with opened_store() as store:
-        runner = ProjectionRunner(store)
-        names = list(runner.projections) if name is None else [name]
-        if name is not None and name not in runner.projections:
-            fail(f"no projection named {name!r}", f"use one of {', '.join(runner.projections)}")
-        head = Cursor.parse(store.head()).position
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[read]:>10,} events"), TimeElapsedColumn(), console=out,
-        ) as progress:
-            task = progress.add_task(", ".join(names), total=head or 1, read=0)
+        try:
+            _rebuild(store, name)
+        except EventStoreError as exc:
+            fail(str(exc), getattr(exc, "hint", None))
 
-            def advance(read: int, cursor: Cursor) -> None:
-                progress.update(task, completed=min(cursor.position, head), read=read)
 
-            read = runner.rebuild(names, advance)
-            progress.update(task, completed=head or 1, read=read)
+def _rebuild(store: EventStore, name: str | None) -> None:
+    runner = ProjectionRunner(store)
+    names = list(runner.projections) if name is None else [name]
+    if name is not None and name not in runner.projections:
+        fail(f"no projection named {name!r}", f"use one of {', '.join(runner.projections)}")
+    head = Cursor.parse(store.head()).position
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[read]:>10,} events"), TimeElapsedColumn(), console=out,
+    ) as progress:
+        task = progress.add_task(", ".join(names), total=head or 1, read=0)
+
+        def advance(read: int, cursor: Cursor) -> None:
+            progress.update(task, completed=min(cursor.position, head), read=read)
+
+        read = runner.rebuild(names, advance)
+        progress.update(task, completed=head or 1, read=read)
 
 
 @app.command()

@@ -8,13 +8,14 @@ the scheduler, ...) does not live here: it is a `Service` (services.py) that the
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ledgerflow.api.http.feed import FeedHub
 from ledgerflow.api.http.metrics import Metrics
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.keys import ApiKeys
 from ledgerflow.events import EventStore, Settings, open_store
+from ledgerflow.events.reserved import RunStreamCache
 from ledgerflow.notifications.blocks import BlockStore
 from ledgerflow.notifications.secretbox import SecretBox
 from ledgerflow.notifications.tables import migrate as migrate_notifications
@@ -35,6 +36,8 @@ class ServerState:
     hub: FeedHub
     blocks: BlockStore
     """Notification credentials, encrypted with the server's secret key."""
+    run_streams: RunStreamCache = field(default_factory=RunStreamCache)
+    """Run streams as `POST /api/events` last judged them (events/reserved.py)."""
 
     @classmethod
     def open(

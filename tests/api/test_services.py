@@ -19,9 +19,11 @@ from tests.api.conftest import local_client, settings_for, visible, wait_until
 
 def run_events(run_id: str) -> dict[str, object]:
     created = {"flow_run_id": run_id, "flow_name": "etl", "run_name": run_id}
+    running = {"flow_run_id": run_id, "state_type": "RUNNING", "state_name": "Running"}
     done = {"flow_run_id": run_id, "state_type": "COMPLETED", "state_name": "Completed"}
     return {"appends": [{"stream": f"flow-run-{run_id}", "events": [
-        {"type": "flow-run.created", "data": created}, {"type": "flow-run.Completed", "data": done},
+        {"type": "flow-run.created", "data": created}, {"type": "flow-run.Running", "data": running},
+        {"type": "flow-run.Completed", "data": done},
     ]}]}
 
 
@@ -65,7 +67,7 @@ def test_gets_read_the_projections_without_catching_up(client: TestClient) -> No
     """`client` runs no projection service: only an explicit catch-up moves the read model."""
     assert state_of(client).read_model.catch_up is False
     assert client.post("/api/events", json=run_events("r-1")).status_code == 200
-    visible(client, 2)  # in the log, readable by anyone ...
+    visible(client, 3)  # in the log, readable by anyone ...
     assert listed(client) == []  # ... but a GET did not fold it into the projections
     state_of(client).read_model.runner.catch_up()
     assert listed(client) == ["r-1"]

@@ -61,27 +61,27 @@ def test_append_tail_filter_after_and_json(env: dict[str, str]) -> None:
     assert appended.returncode == 0, appended.stderr
     assert "demo.started" in appended.stdout and "demo-1#1" in appended.stdout
     assert run(env, "events", "append", "demo-1", "demo.finished").returncode == 0
-    assert run(env, "events", "append", "other-1", "log.emitted", '{"message": "hi"}').returncode == 0
+    assert run(env, "events", "append", "other-1", "note.logged", '{"message": "hi"}').returncode == 0
 
     tail = run(env, "events", "tail")
     assert tail.returncode == 0, tail.stderr
     lines = tail.stdout.strip().splitlines()
-    assert [line.split()[3] for line in lines] == ["demo.started", "demo.finished", "log.emitted"]
+    assert [line.split()[3] for line in lines] == ["demo.started", "demo.finished", "note.logged"]
     assert "demo-1#1" in lines[0] and '{"rows":3}' in lines[0]
     assert "other-1#1" in lines[2]
 
     newest = run(env, "events", "tail", "-n", "1").stdout.strip().splitlines()
-    assert len(newest) == 1 and "log.emitted" in newest[0]
+    assert len(newest) == 1 and "note.logged" in newest[0]
     records = json_lines(run(env, "events", "tail", "--json").stdout)
     assert [(r["stream"], r["stream_position"], r["type"], r["data"]) for r in records] == [
         ("demo-1", 1, "demo.started", {"rows": 3}),
         ("demo-1", 2, "demo.finished", {}),
-        ("other-1", 1, "log.emitted", {"message": "hi"}),
+        ("other-1", 1, "note.logged", {"message": "hi"}),
     ]
     filtered = json_lines(run(env, "events", "tail", "--type", "demo.*", "--json").stdout)
     assert [r["type"] for r in filtered] == ["demo.started", "demo.finished"]
-    both = json_lines(run(env, "events", "tail", "-t", "*.finished", "-t", "log.*", "--json").stdout)
-    assert [r["type"] for r in both] == ["demo.finished", "log.emitted"]
+    both = json_lines(run(env, "events", "tail", "-t", "*.finished", "-t", "note.*", "--json").stdout)
+    assert [r["type"] for r in both] == ["demo.finished", "note.logged"]
     after = json_lines(run(env, "events", "tail", "--after", str(records[0]["cursor"]), "--json").stdout)
     assert after == records[1:]
     after_filtered = run(env, "events", "tail", "--after", str(records[0]["cursor"]), "--type", "demo.*", "--json")
@@ -163,11 +163,11 @@ def test_tail_follow_prints_events_appended_later(any_env: dict[str, str]) -> No
 
 
 def test_tail_follow_filters_types(env: dict[str, str]) -> None:
-    follower = Follower(env, "--type", "task-run.*", "--json")
+    follower = Follower(env, "--type", "job.*", "--json")
     try:
-        for kind in ["log.emitted", "task-run.Running", "flow-run.Running", "task-run.Completed"]:
+        for kind in ["note.logged", "job.Running", "pipeline.Running", "job.Completed"]:
             assert run(env, "events", "append", "s", kind).returncode == 0
-        assert [json.loads(follower.next_line())["type"] for _ in range(2)] == ["task-run.Running", "task-run.Completed"]
+        assert [json.loads(follower.next_line())["type"] for _ in range(2)] == ["job.Running", "job.Completed"]
     finally:
         follower.stop()
     assert follower.lines.empty()

@@ -13,7 +13,6 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from ledgerflow.api.http.contract import check_payloads
 from ledgerflow.api.http.deps import HubDep, StateDep, StoreDep, check_key, require
 from ledgerflow.api.http.event_query import EventQuery, EventsPage, read_page
 from ledgerflow.api.http.feed import FeedFilter
@@ -23,7 +22,8 @@ from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.api.http.schemas import AppendRequest, AppendResult, EventPage, event_json
 from ledgerflow.api.http.times import Time
 from ledgerflow.api.http.state import ServerState
-from ledgerflow.events import Cursor
+from ledgerflow.events import ConcurrencyConflict, Cursor
+from ledgerflow.events.reserved import check_appends
 
 __all__ = ["router", "stream_router", "streams_router"]
 
@@ -59,9 +59,12 @@ def _append(state: ServerState, raw: bytes) -> OrjsonResponse:
         body = AppendRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
-    appends = [part.to_append() for part in body.appends]
-    check_payloads(appends)
-    stored = state.store.append_streams(appends)
+    appends = check_appends(state.store, [part.to_append() for part in body.appends], cache=state.run_streams)
+    try:
+        stored = state.store.append_streams(appends)
+    except ConcurrencyConflict as exc:
+        state.run_streams.forget(exc.stream)
+        raise
     state.metrics.appended.inc(len(stored))
     return OrjsonResponse({"events": [event_json(e) for e in stored]})
 

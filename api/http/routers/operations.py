@@ -25,16 +25,19 @@ class Verification(BaseModel):
     events_checked: int
     streams_checked: int
     first_break: ChainBreak | None
+    damage: list[str] = []
+    """What the database's own checks found wrong (SQLite's integrity check, unreadable tables, ...)."""
 
 
 @router.get("/api/events/verify", response_model=Verification)
 def verify(store: StoreDep) -> Verification:
-    """Walk every stream's hash chain and report the first broken link (reads the whole log)."""
+    """Check the database itself, then walk every stream's hash chain and report the first
+    broken link (reads the whole log)."""
     report = store.verify()
     broken = report.first_break
     return Verification(
-        intact=broken is None, events_checked=report.events_checked, streams_checked=report.streams_checked,
-        first_break=ChainBreak(**broken._asdict()) if broken is not None else None,
+        intact=report.intact, events_checked=report.events_checked, streams_checked=report.streams_checked,
+        first_break=ChainBreak(**broken._asdict()) if broken is not None else None, damage=list(report.damage),
     )
 
 
