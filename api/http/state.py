@@ -8,10 +8,11 @@ the scheduler, ...) does not live here: it is a `Service` (services.py) that the
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ledgerflow.api.http.feed import FeedHub
 from ledgerflow.api.http.metrics import Metrics
+from ledgerflow.api.http.offers import RunOffers
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.keys import ApiKeys
 from ledgerflow.events import EventStore, Settings, open_store
@@ -35,6 +36,8 @@ class ServerState:
     hub: FeedHub
     blocks: BlockStore
     """Notification credentials, encrypted with the server's secret key."""
+    offers: RunOffers = field(default_factory=RunOffers)
+    """Runs of work pools handed to a worker and not claimed yet."""
 
     @classmethod
     def open(
