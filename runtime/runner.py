@@ -81,7 +81,8 @@ def fork_server() -> ForkServerContext:
     with _context_lock:
         if _context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["ledgerflow.runtime.runner", "ledgerflow.runtime.execute", "ledgerflow.runtime.deployments"])
+            context.set_forkserver_preload(["ledgerflow.runtime.runner", "ledgerflow.runtime.execute", "ledgerflow.runtime.deployments",
+                                             "ledgerflow.runtime.worker"])
             _context = context
         return _context
 

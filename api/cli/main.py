@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ledgerflow.api.cli import automations, control, deployments, events, keys, projections, runs, server
+from ledgerflow.api.cli import automations, control, deployments, events, keys, projections, runs, server, workpools
 
 __all__ = ["app", "main"]
 
@@ -30,6 +30,9 @@ app.add_typer(automations.engine_app, name="automations")
 app.add_typer(deployments.app, name="deployment")
 app.command("deploy")(deployments.deploy)
 app.add_typer(deployments.scheduler_app, name="scheduler")
+app.add_typer(workpools.pool_app, name="work-pool")
+app.add_typer(workpools.queue_app, name="work-queue")
+app.add_typer(workpools.worker_app, name="worker")
 
 
 def main() -> None:
