@@ -135,15 +135,14 @@ def _run_in_child(run_id: str, report: Connection, settings: ChildSettings, exec
 
 
 def _cancel_on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM from the worker: the run was cancelled. Raised once, into the flow's main thread,
-    unless the engine already heard of the cancel and is ending the run itself."""
+    """SIGTERM from the worker: the run was cancelled. Raised once, into the flow's main thread
+    (a flow stuck in one long call stops there); should it cut short the engine's own record of
+    the end, the worker records `Cancelled` once the process is gone."""
     from ledgerflow.runtime.context import flow_run_var
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    context = flow_run_var.get()
-    if context is not None and context.control.stopping:
-        return
     reason = "the worker stopped the run's process: the run was cancelled"
+    context = flow_run_var.get()
     if context is not None:
         context.control.request_stop(reason)
     raise FlowRunCancelled(reason)
