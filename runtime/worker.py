@@ -165,22 +165,27 @@ class Worker:
         self.claimed = 0
         self.finished = 0
         self.conflicts = 0
-        self._next_beat = 0.0
+        self._running: tuple[str, ...] = ()
+        """The runs' ids as the heartbeat thread reports them (`runs` changes under it)."""
 
     def run(self, stop: threading.Event) -> None:
         """Work until `stop` is set; then let running runs finish (up to the shutdown grace).
         Raises WorkerError when the server refuses the worker at its first heartbeat."""
         self.api.heartbeat([])
-        self._next_beat = time.monotonic() + self.settings.heartbeat_seconds
         s = self.settings
         self.echo(f"worker {s.name} started: pool {s.pool}" + (f", queues {', '.join(s.queues)}" if s.queues else "")
                   + f", up to {s.limit} runs at once")
+        stopped = threading.Event()
+        beating = threading.Thread(target=self._beat, args=(stopped,), name="ledgerflow-worker-heartbeat", daemon=True)
+        beating.start()
         try:
             while not stop.is_set():
                 self._step()
                 self._wait(s.poll_seconds, stop)
             self._drain()
         finally:
+            stopped.set()
+            beating.join()
             try:
                 self.api.heartbeat([], stopped=True)
             except (EventStoreError, WorkerError) as exc:
@@ -193,14 +198,18 @@ class Worker:
 
     # -- one round ----------------------------------------------------------------------------
 
+    def _beat(self, stopped: threading.Event) -> None:
+        """Heartbeats from a thread of their own: a busy round of the loop does not delay them."""
+        while not stopped.wait(self.settings.heartbeat_seconds):
+            try:
+                self.api.heartbeat(list(self._running))
+            except (EventStoreError, WorkerError) as exc:
+                _log.warning("worker %s: heartbeat not sent: %s", self.settings.name, " ".join(str(exc).split()))
+
     def _step(self) -> None:
         self._collect()
         self._enforce_cancels()
-        now = time.monotonic()
         try:
-            if now >= self._next_beat:
-                self.api.heartbeat(list(self.runs))
-                self._next_beat = now + self.settings.heartbeat_seconds
             room = self.settings.limit - len(self.runs)
             if room > 0:
                 for run_id in self.api.due_runs(room):
@@ -208,6 +217,7 @@ class Worker:
                         self._launch(run_id)
         except (EventStoreError, WorkerError) as exc:  # a server blip: try again next round
             _log.warning("worker %s: %s", self.settings.name, " ".join(str(exc).split()))
+        self._running = tuple(self.runs)
 
     def _launch(self, run_id: str) -> None:
         control = FlowRunControl(flow_run_stream(run_id), None)
@@ -242,6 +252,7 @@ class Worker:
                 run.report.close()
                 self.watcher.unwatch(run.control)
                 del self.runs[run_id]
+                self._running = tuple(self.runs)
                 self._ended(run_id, run)
 
     def _reported(self, run_id: str, run: _Run, message: tuple[str, ...]) -> None:

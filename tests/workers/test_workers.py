@@ -53,7 +53,7 @@ def test_four_workers_run_200_queued_runs_each_exactly_once(live: Live, start_wo
     _create_pool(live, "fleet")
     deployment = live.deploy("mark", "fleet", "fleet", folder=str(done))
     run_ids = live.request_runs(deployment, 200)
-    workers = [start_worker("--pool", "fleet", "--limit", "4", "--name", f"w{i}", "--heartbeat", "1") for i in range(4)]
+    workers = [start_worker("--pool", "fleet", "--limit", "4", "--name", f"w{i}", "--heartbeat", "2") for i in range(4)]
 
     wait_until(lambda: len(_workers(live, "fleet")) == 4, timeout=300)
     assert {w["status"] for w in _workers(live, "fleet").values()} == {"online"}
