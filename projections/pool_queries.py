@@ -148,23 +148,24 @@ def list_workers(rm: ReadModel, pool: str | None = None, now: datetime | None = 
 
 def due_pool_runs(
     rm: ReadModel,
-    pool: str,
+    work_pool: WorkPool,
     *,
     queues: Collection[str] = (),
     limit: int,
     offered: Collection[str] = (),
     now: datetime | None = None,
 ) -> list[DueRun]:
-    """Up to `limit` runs of `pool` (of `queues`, when given) to start now: none while the pool
-    is paused; queues by priority, then soonest due first; no more than the pool's and each
-    queue's concurrency limit allow, counting the runs already holding a slot and the ones
-    `offered` to a worker that has not claimed them yet. Raises WorkPoolNotFound."""
+    """Up to `limit` runs of `work_pool` (as its stream has it: a pause counts at once; of
+    `queues`, when given) to start now: none while the pool is paused; queues by priority, then
+    soonest due first; no more than the pool's and each queue's concurrency limit allow,
+    counting the runs already holding a slot and the ones `offered` to a worker that has not
+    claimed them yet."""
+    if work_pool.paused:
+        return []
     rm.refresh()
     moment = now or datetime.now(UTC)
+    pool = work_pool.name
     with rm.reading("work_pools") as (conn, tables):
-        work_pool = _pool(conn, tables, pool)
-        if work_pool.paused:
-            return []
         runs = tables["pool_runs"]
         _, holding = _counts(conn, runs, [pool], moment)
         taken: Counter[str] = Counter({queue: n for (_, queue), n in holding.items()})

@@ -127,8 +127,9 @@ async def due_runs(state: StateDep, pool: PoolRef, body: DueRunsIn) -> list[DueR
     another worker for a few seconds."""
 
     def pick() -> list[DueRun]:
+        work_pool = read_work_pool(state.store, pool)
         return state.offers.hand_out(pool, lambda held: due_pool_runs(
-            state.read_model, pool, queues=body.queues, limit=body.limit, offered=held))
+            state.read_model, work_pool, queues=body.queues, limit=body.limit, offered=held))
 
     return await to_thread.run_sync(pick)
 
