@@ -24,8 +24,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -49,15 +51,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(check: object, timeout: float, what: str) -> None:
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise SystemExit(f"gave up waiting for {what}")
         time.sleep(0.1)
 
 
-def _get(url: str, path: str) -> object:
+def _get(url: str, path: str) -> Any:
     try:
         reply = httpx.get(url + path, timeout=10)
     except httpx.TransportError:

@@ -12,4 +12,4 @@ def increment(x: int) -> int:
 
 @flow
 def one_task(x: int = 1) -> int:
-    return increment(x)
+    return int(increment(x))

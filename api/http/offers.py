@@ -19,7 +19,7 @@ __all__ = ["RunOffers"]
 
 
 class RunOffers:
-    def __init__(self, hold_seconds: float = 10.0) -> None:
+    def __init__(self, hold_seconds: float = 30.0) -> None:
         self.hold_seconds = hold_seconds
         self._lock = threading.Lock()
         self._held: dict[str, dict[str, float]] = {}

@@ -24,7 +24,7 @@ def record(folder: str) -> str:
 @flow
 def mark(folder: str) -> str:
     """Leaves one file per run in `folder`."""
-    return record(folder)
+    return str(record(folder))
 
 
 @flow

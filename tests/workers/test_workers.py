@@ -71,7 +71,7 @@ def test_four_workers_run_200_queued_runs_each_exactly_once(live: Live, start_wo
     assert Counter(_state(live, run_id) for run_id in run_ids) == {"Completed": 200}
     for run_id in run_ids:  # one claim each: a second would be a second Pending
         assert [e.type for e in live.store.read_stream(flow_run_stream(run_id))].count("flow-run.Pending") == 1
-    claimed = Counter()
+    claimed: Counter[str] = Counter()
     for log in tmp_path.glob("worker-*.log"):
         claimed.update(re.findall(r"claimed run (\S+)", log.read_text()))
     assert set(claimed) == set(run_ids) and set(claimed.values()) == {1}
