@@ -134,3 +134,13 @@ def test_a_paused_pool_hands_out_no_runs_until_resumed(live: Live, start_worker:
         assert http.post("/api/work-pools/hold/resume").json()["paused"] is False
     wait_until(lambda: _state(live, run_id) == "Completed", timeout=120)
     assert os.listdir(done) == [run_id]
+
+
+def test_a_worker_refused_by_the_server_exits_with_one_line(live: Live, start_worker: StartWorker, tmp_path: Path) -> None:
+    _create_pool(live, "gate")
+    refused = start_worker("--pool", "gate", "--name", "r1", key=live.read_key)
+    missing = start_worker("--pool", "nowhere", "--name", "r2")
+    assert refused.wait(300) == 1 and missing.wait(300) == 1
+    first, second = ((tmp_path / f"worker-{n}.log").read_text().splitlines() for n in (0, 1))
+    assert first[0].startswith("error: HTTP 403") and "needs worker" in first[0]
+    assert second[0] == "error: HTTP 404: no work pool 'nowhere'"
