@@ -10,6 +10,7 @@ once. Printed:
 - claim conflicts: claims a worker lost to another (a 409 on its versioned append);
 - due -> Running: from each run's due time to its `flow-run.Running`, p50 / p99 (with every
   run due at once this includes the wait in the queue);
+- CPU per run of the server and of the workers with their run processes (where time goes);
 - a check that each run was claimed once and ended Completed.
 """
 
@@ -67,6 +68,17 @@ def _get(url: str, path: str) -> Any:
     return reply.json() if reply.status_code == 200 else None
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds of process `pid`, its children, and the children they reaped (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return 0.0
+    own = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return own + sum(_cpu(int(child)) for child in children)
+
+
 def _request(store: EventStore, deployment: Deployment, count: int) -> list[str]:
     ids = [new_id() for _ in range(count)]
     due = utcnow()
@@ -103,6 +115,7 @@ def bench(store_url: str, runs: int, workers: int, limit: int) -> None:
         time.sleep(2.0)  # let every worker's fork server come up before the runs are due
 
         begin = time.monotonic()
+        cpu_before = _cpu(server.pid), sum(_cpu(process.pid) for process in started)
         run_ids = _request(store, deployment, runs)
 
         def drained() -> bool:
@@ -112,6 +125,8 @@ def bench(store_url: str, runs: int, workers: int, limit: int) -> None:
             return all(store.read_stream(flow_run_stream(run_id))[-1].type in FINAL for run_id in run_ids)
         _wait(drained, 3600, "the runs")
         wall = time.monotonic() - begin
+        server_cpu = _cpu(server.pid) - cpu_before[0]
+        worker_cpu = sum(_cpu(process.pid) for process in started) - cpu_before[1]
     finally:
         for process in started:
             process.send_signal(signal.SIGTERM)
@@ -143,6 +158,9 @@ def bench(store_url: str, runs: int, workers: int, limit: int) -> None:
     print(f"  end to end          {runs / span:8.1f} runs/s   ({span:.1f} s from due to the last end; wall {wall:.1f} s)")
     print(f"  claim conflicts     {conflicts:8d}")
     print(f"  due -> Running      p50 {percentile(delays, 50):.2f} s   p99 {percentile(delays, 99):.2f} s")
+    print(f"  CPU per run         server {server_cpu / runs * 1000:.0f} ms, workers and run processes "
+          f"{worker_cpu / runs * 1000:.0f} ms (2 cores: at most ~{2 / ((server_cpu + worker_cpu) / runs):.0f} runs/s "
+          f"before PostgreSQL's share)")
     print(f"  final states        {dict(states)}; claims per run {claims / runs:.3f} (must be 1.000)")
 
 
