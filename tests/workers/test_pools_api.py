@@ -61,7 +61,7 @@ def test_pools_and_queues_are_created_listed_paused_and_resumed(client: TestClie
     assert [e.type for e in store.read_stream(pool_stream("gpu"))] == [
         "work-pool.created", "work-queue.created", "work-queue.created", "work-pool.paused", "work-pool.resumed"]
 
-    wait_until(lambda: [len(p["queues"]) for p in client.get("/api/work-pools").json()] == [3])  # projected
+    wait_until(lambda: [len(p["queues"]) for p in client.get("/api/work-pools").json()] == [3], timeout=300)  # projected
     shown = client.get("/api/work-pools/gpu").json()
     assert [(q["name"], q["priority"], q["concurrency_limit"]) for q in shown["queues"]] == [
         ("default", 1, None), ("urgent", 1, 2), ("bulk", 9, None)]
@@ -105,7 +105,7 @@ def test_scopes_a_worker_key_polls_and_reports_but_does_not_manage_pools(client:
     assert client.post("/api/workers/heartbeat", json=beat, headers=worker).status_code == 204
     assert client.post("/api/workers/heartbeat", json=beat, headers=read).status_code == 403
     assert client.post("/api/work-pools/p/due-runs", json={"worker": "w"}, headers=read).status_code == 403
-    wait_until(lambda: len(client.get("/api/workers", headers=read).json()) == 1)
+    wait_until(lambda: len(client.get("/api/workers", headers=read).json()) == 1, timeout=300)
     [shown] = client.get("/api/workers", headers=read).json()
     assert (shown["name"], shown["pool"], shown["status"], shown["running"]) == ("w", "p", "online", [])
 
