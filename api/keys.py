@@ -59,11 +59,13 @@ MIGRATIONS = (Migration(1, "api keys, stored as hashes", _create),)
 
 class Scope(StrEnum):
     READ = "read"
+    WORKER = "worker"
+    """Read, append run events, and poll a work pool for runs (what `ledgerflow worker start` needs)."""
     WRITE = "write"
     ADMIN = "admin"
 
     def allows(self, needed: Scope) -> bool:
-        order = (Scope.READ, Scope.WRITE, Scope.ADMIN)
+        order = (Scope.READ, Scope.WORKER, Scope.WRITE, Scope.ADMIN)
         return order.index(self) >= order.index(needed)
 
 

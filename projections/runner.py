@@ -35,6 +35,7 @@ from ledgerflow.projections.lineage import LineageProjection
 from ledgerflow.projections.live import LiveFold, consumer_name, sync_checkpoint
 from ledgerflow.projections.rebuild import rebuild
 from ledgerflow.projections.run_views import RunsProjection
+from ledgerflow.projections.workpools import WorkPoolsProjection
 
 __all__ = ["DEFAULT_PROJECTIONS", "Checkpoint", "ProjectionRunner", "engine_of"]
 
@@ -43,6 +44,7 @@ DEFAULT_PROJECTIONS: tuple[Projection, ...] = (
     LineageProjection(),
     AnalyticsProjection(),
     DeploymentsProjection(),
+    WorkPoolsProjection(),
 )
 
 

@@ -174,6 +174,7 @@ class ControlWatcher:
         self._cursor: str | Cursor | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._woken = threading.Event()
 
     def watch(self, control: FlowRunControl) -> None:
         with self._lock:
@@ -195,6 +196,7 @@ class ControlWatcher:
 
     def close(self) -> None:
         self._closed = True
+        self._woken.set()  # a closing process does not wait out the interval
         self._active.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -208,7 +210,7 @@ class ControlWatcher:
                 self.poll()
             except Exception as exc:  # noqa: BLE001 - the log may be briefly unreachable
                 _log.debug("control watcher could not read the log: %s", exc)
-            threading.Event().wait(self.interval)
+            self._woken.wait(self.interval)
 
     def _head(self) -> str | None:
         """The log's head; None while the log does not answer (a server that is down knows of

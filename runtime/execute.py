@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
@@ -58,12 +58,18 @@ class RunAwaitsConcurrency(RunNotAdoptable):
 
 
 def execute_flow_run(
-    flow_run_id: str | UUID, *, wait: bool = True, executor: str | None = None, chdir: bool = False
+    flow_run_id: str | UUID,
+    *,
+    wait: bool = True,
+    executor: str | None = None,
+    chdir: bool = False,
+    on_claimed: Callable[[], None] | None = None,
 ) -> State:
     """Execute the requested (Scheduled) run `flow_run_id` in this process; its final state.
 
     With `wait=False` a run whose scheduled time has not come is refused instead of waited for.
     With `chdir=True` (a process of its own) the run works in its recorded working directory.
+    `on_claimed` is called once the claim is written (a worker reports it).
     Raises RunNotFound, RunAlreadyClaimed, RunNotAdoptable.
     """
     runtime = config.current()
@@ -73,6 +79,8 @@ def execute_flow_run(
     ahead = _request_of(read_flow_run(runtime.log, run_id))
     prepared = _prepare(ahead, chdir)
     history, claimed = _claim(runtime, run_id, wait, executor)
+    if on_claimed is not None:
+        on_claimed()
     created = _request_of(history)
     if any(created.get(k) != ahead.get(k) for k in ("entrypoint", "working_dir", "parameters")):
         prepared = _prepare(created, chdir)  # the request changed while we waited

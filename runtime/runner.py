@@ -81,7 +81,10 @@ def fork_server() -> ForkServerContext:
     with _context_lock:
         if _context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["ledgerflow.runtime.runner", "ledgerflow.runtime.execute", "ledgerflow.runtime.deployments"])
+            # "__main__": the fork server imports the program's main module once; otherwise every
+            # child would import it again (for the `ledgerflow` command: the whole CLI, seconds).
+            context.set_forkserver_preload(["__main__", "ledgerflow.runtime.runner", "ledgerflow.runtime.execute",
+                                             "ledgerflow.runtime.deployments", "ledgerflow.runtime.worker"])
             _context = context
         return _context
 

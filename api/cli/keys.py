@@ -20,7 +20,7 @@ app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True
 @app.command()
 def create(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")],
-    scope: Annotated[Scope, typer.Option(help="read, write (and read) or admin (everything).")] = Scope.READ,
+    scope: Annotated[Scope, typer.Option(help="read, worker (read, run events, work pool polling), write or admin (everything).")] = Scope.READ,
 ) -> None:
     """Create a key and print it once: only its hash is stored."""
     local_only("api-key create")

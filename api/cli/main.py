@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from ledgerflow.api.cli import automations, backup, concurrency_limits, control, deployments, events, keys, projections, runs, server
+from ledgerflow.api.cli import automations, backup, concurrency_limits, control, deployments, events, keys, projections, runs, server, workpools
 from ledgerflow.api.cli.console import fail
 from ledgerflow.api.cli.errors import explain
 
@@ -77,6 +77,9 @@ app.add_typer(deployments.app, name="deployment")
 app.command("deploy")(deployments.deploy)
 app.add_typer(deployments.scheduler_app, name="scheduler")
 app.add_typer(concurrency_limits.app, name="concurrency-limit")
+app.add_typer(workpools.pool_app, name="work-pool")
+app.add_typer(workpools.queue_app, name="work-queue")
+app.add_typer(workpools.worker_app, name="worker")
 
 
 def main() -> None:

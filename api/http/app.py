@@ -20,7 +20,7 @@ from ledgerflow.api.http.metrics import Metrics
 from ledgerflow.api.http.middleware import BodyLimit, RequestTimer
 from ledgerflow.api.http.openapi import publish_body_schemas
 from ledgerflow.api.http.responses import OrjsonResponse
-from ledgerflow.api.http.routers import automations, concurrency_limits, dashboard, deployments, events, operations, runs, system
+from ledgerflow.api.http.routers import automations, concurrency_limits, dashboard, deployments, events, operations, runs, system, workpools
 from ledgerflow.api.http.schemas import AppendRequest
 from ledgerflow.api.http.security import install_security
 from ledgerflow.api.http.services import services
@@ -68,7 +68,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (system.router, operations.router, events.router, events.stream_router, events.streams_router, runs.router, runs.write_router,
                    runs.task_runs_router, runs.analytics_router, *automations.ROUTERS, deployments.router, deployments.write_router,
-                   concurrency_limits.router, concurrency_limits.write_router):
+                   concurrency_limits.router, concurrency_limits.write_router, *workpools.ROUTERS):
         app.include_router(router)
     install_docs(app, _TITLE)
     app.include_router(dashboard.router)

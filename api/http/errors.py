@@ -5,6 +5,7 @@
     InvalidCursor       -> 400      RunNotFound               -> 404
     RunNotReplayable    -> 422      DeploymentNotFound        -> 404
     DeploymentError, ScheduleError -> 422
+    WorkPoolNotFound    -> 404      WorkPoolExists -> 409      WorkPoolError -> 422
     StoreUnavailable    -> 503      CorruptEvent              -> 500
     AutomationNotFound, BlockNotFound -> 404    AutomationExists, BlockExists -> 409
     RuleError, BlockError             -> 422    DeliveryError                 -> 502
@@ -41,6 +42,7 @@ from ledgerflow.notifications.errors import (
     SecretKeyError,
 )
 from ledgerflow.events.schedules import ScheduleError
+from ledgerflow.events.workpools import WorkPoolError, WorkPoolExists, WorkPoolNotFound
 from ledgerflow.projections.errors import InvalidQuery
 from ledgerflow.runtime.replays import RunNotReplayable
 
@@ -54,6 +56,9 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (RunNotReplayable, 422),
     (DeploymentNotFound, 404),
     (DeploymentError, 422),
+    (WorkPoolNotFound, 404),
+    (WorkPoolExists, 409),
+    (WorkPoolError, 422),
     (ScheduleError, 422),
     (StoreUnavailable, 503),
     (CorruptEvent, 500),

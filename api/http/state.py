@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ledgerflow.api.http.feed import FeedHub
 from ledgerflow.api.http.metrics import Metrics
+from ledgerflow.api.http.offers import RunOffers
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.keys import ApiKeys
 from ledgerflow.events import EventStore, Settings, open_store
@@ -38,6 +39,8 @@ class ServerState:
     """Notification credentials, encrypted with the server's secret key."""
     run_streams: RunStreamCache = field(default_factory=RunStreamCache)
     """Run streams as `POST /api/events` last judged them (events/reserved.py)."""
+    offers: RunOffers = field(default_factory=RunOffers)
+    """Runs of work pools handed to a worker and not claimed yet."""
 
     @classmethod
     def open(

@@ -21,7 +21,7 @@ from ledgerflow.projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
 from testdata.synthetic import SyntheticRun, random_run
 from tests.projections.support import T0, Crash, Exploding, snapshot, wait_visible
 
-NAMES = ("runs", "lineage", "analytics", "deployments")
+NAMES = ("runs", "lineage", "analytics", "deployments", "work_pools")
 
 
 def seed_runs(store: EventStore, count: int, seed: int = 7) -> list[SyntheticRun]:

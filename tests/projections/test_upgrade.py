@@ -22,7 +22,7 @@ from ledgerflow.projections.runner import DEFAULT_PROJECTIONS, ProjectionRunner
 from testdata.synthetic import random_run
 from tests.projections.support import T0, snapshot, wait_visible
 
-NAMES = ("runs", "lineage", "analytics", "deployments")
+NAMES = ("runs", "lineage", "analytics", "deployments", "work_pools")
 
 
 def seed(store: EventStore, count: int, seed: int) -> int:
@@ -122,7 +122,7 @@ def test_a_rebuild_of_every_projection_moves_the_consumer_along(store: EventStor
 def test_the_consumer_checkpoint_is_named_after_the_set_of_projections(store: EventStore) -> None:
     runner = ProjectionRunner(store)
     runner.ensure()
-    assert runner.consumer.name == consumer_name(NAMES) == "projections:analytics,deployments,lineage,runs"
+    assert runner.consumer.name == consumer_name(NAMES) == "projections:analytics,deployments,lineage,runs,work_pools"
     with engine_of(store).connect() as conn:
         assert consumer_checkpoints.read_all(conn) == {runner.consumer.name: Cursor(0, 0)}
 

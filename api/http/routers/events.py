@@ -42,7 +42,7 @@ AfterQuery = Annotated[str | None, Query(description="Start after this cursor", 
 @router.post(
     "",
     response_model=AppendResult,
-    dependencies=[Depends(require(Scope.WRITE))],
+    dependencies=[Depends(require(Scope.WORKER))],
     responses={409: {"description": "an expected version did not hold; nothing was written"}},
     openapi_extra=json_body(AppendRequest),
 )

@@ -1,0 +1,320 @@
+"""A worker: executes the runs of one work pool on this machine, talking to the server over HTTP.
+
+`ledgerflow worker start --pool NAME` runs `Worker.run`: every `poll_seconds` it asks the
+server for due runs of its pool (`POST /api/work-pools/{pool}/due-runs`; the server applies
+the pool's pause, queue priorities and concurrency limits) as long as it has room under its
+`limit`, and starts each in a process of its own from the runner's fork server. That process
+executes the run exactly as the server's runner does (`execute_flow_run`), with the log
+behind the API: the claim is one `flow-run.Pending` append with the stream version it read,
+so of two workers racing for a run one gets a 409 and leaves it. The run's events stream
+through `POST /api/events`.
+
+The worker sends a heartbeat every `heartbeat_seconds` (its pool, queues, limit and current
+runs) and a last one saying it stopped. It follows the log for `Cancelling` of its runs: it
+sends the run's process SIGTERM (which the process turns into a cancel of the run), SIGKILL
+after `cancel_grace_seconds`, and records `Cancelled` if the process could not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import httpx
+import orjson
+
+from ledgerflow.events import EventStoreError, StoreUnavailable, load_settings
+from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.runs import RunStateConflict, propose_flow_run_state, read_flow_run
+from ledgerflow.events.states import TERMINAL, StateType
+from ledgerflow.runtime.control import ControlWatcher, FlowRunCancelled, FlowRunControl
+from ledgerflow.runtime.remote import HttpEventLog
+from ledgerflow.runtime.runner import ChildSettings, fork_server
+
+__all__ = ["Worker", "WorkerError", "WorkerSettings"]
+
+_log = logging.getLogger("ledgerflow.worker")
+_CANCEL_REQUESTED = frozenset({StateType.CANCELLING, StateType.CANCELLED})
+
+
+class WorkerError(Exception):
+    """The server refused the worker (no such pool, a key without the `worker` scope, ...)."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    api_url: str
+    pool: str
+    api_key: str | None = None
+    queues: tuple[str, ...] = ()
+    limit: int = 8
+    """Runs executing at once."""
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    poll_seconds: float = 0.2
+    heartbeat_seconds: float = 10.0
+    cancel_grace_seconds: float = 10.0
+    shutdown_grace_seconds: float = 30.0
+    """On stop: how long running runs may go on before their processes are killed (Crashed)."""
+
+
+@dataclass
+class _Run:
+    process: BaseProcess
+    report: Connection
+    control: FlowRunControl
+    started: float
+    outcome: str | None = None
+    cancel_sent: float | None = None
+
+
+class WorkerApi:
+    """The worker's side of `/api/work-pools/{pool}/due-runs` and `/api/workers/heartbeat`."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        self._http = httpx.Client(base_url=settings.api_url.rstrip("/"), headers=headers, timeout=30.0)
+        self._settings = settings
+
+    def due_runs(self, limit: int) -> list[str]:
+        s = self._settings
+        reply = self._post(f"/api/work-pools/{s.pool}/due-runs", {"worker": s.name, "queues": list(s.queues), "limit": limit})
+        return [str(run["id"]) for run in reply]
+
+    def heartbeat(self, running: list[str], *, stopped: bool = False) -> None:
+        s = self._settings
+        self._post("/api/workers/heartbeat", {
+            "pool": s.pool, "name": s.name, "queues": list(s.queues), "limit": s.limit, "running": running,
+            "interval_seconds": s.heartbeat_seconds, "host": socket.gethostname(), "stopped": stopped,
+        })
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self._http.post(path, json=body)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"the API server at {self._http.base_url} cannot be reached: {exc}") from exc
+        if response.status_code >= 500:
+            raise StoreUnavailable(f"the API server answered HTTP {response.status_code}")
+        if response.status_code >= 400:
+            try:
+                detail = str(orjson.loads(response.content)["detail"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                detail = response.text[:200]
+            raise WorkerError(f"HTTP {response.status_code}: {detail}")
+        return orjson.loads(response.content) if response.content else None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _run_in_child(run_id: str, report: Connection, settings: ChildSettings, executor: str) -> None:
+    """A run's process: claim and execute the run, telling the worker how it went."""
+    os.environ.update(settings.environ())
+    from ledgerflow.runtime import config
+    from ledgerflow.runtime.execute import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
+
+    signal.signal(signal.SIGTERM, _cancel_on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops its runs
+    try:
+        state = execute_flow_run(run_id, executor=executor, chdir=True, on_claimed=lambda: report.send(("claimed",)))
+        report.send(("finished", state.name))
+    except RunAlreadyClaimed:
+        report.send(("conflict",))
+    except (RunNotAdoptable, StoreUnavailable, FlowRunCancelled) as exc:
+        report.send(("not run", " ".join(str(exc).split())))
+    finally:
+        config.reset()
+
+
+def _cancel_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM from the worker: the run was cancelled. Raised once, into the flow's main thread
+    (a flow stuck in one long call stops there); should it cut short the engine's own record of
+    the end, the worker records `Cancelled` once the process is gone."""
+    from ledgerflow.runtime.context import flow_run_var
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    reason = "the worker stopped the run's process: the run was cancelled"
+    context = flow_run_var.get()
+    if context is not None:
+        context.control.request_stop(reason)
+    raise FlowRunCancelled(reason)
+
+
+class Worker:
+    """Polls, claims and executes runs of one pool until `stop` is set; see the module doc."""
+
+    def __init__(self, settings: WorkerSettings, echo: Callable[[str], None] = print) -> None:
+        if settings.limit < 1:
+            raise ValueError("a worker's limit is at least 1")
+        self.settings = settings
+        self.echo = echo
+        self.api = WorkerApi(settings)
+        self.log = HttpEventLog(settings.api_url, settings.api_key)
+        self.watcher = ControlWatcher(self.log, interval=0.5)
+        store = load_settings()
+        self._child = ChildSettings(str(store.home), store.store_url, settings.api_url, settings.api_key)
+        self.runs: dict[str, _Run] = {}
+        self.claimed = 0
+        self.finished = 0
+        self.conflicts = 0
+        self._running: tuple[str, ...] = ()
+        """The runs' ids as the heartbeat thread reports them (`runs` changes under it)."""
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until `stop` is set; then let running runs finish (up to the shutdown grace).
+        Raises WorkerError when the server refuses the worker at its first heartbeat."""
+        self.api.heartbeat([])
+        s = self.settings
+        self.echo(f"worker {s.name} started: pool {s.pool}" + (f", queues {', '.join(s.queues)}" if s.queues else "")
+                  + f", up to {s.limit} runs at once")
+        stopped = threading.Event()
+        beating = threading.Thread(target=self._beat, args=(stopped,), name="ledgerflow-worker-heartbeat", daemon=True)
+        beating.start()
+        try:
+            while not stop.is_set():
+                self._step()
+                self._wait(s.poll_seconds, stop)
+            self._drain()
+        finally:
+            stopped.set()
+            beating.join()
+            try:
+                self.api.heartbeat([], stopped=True)
+            except (EventStoreError, WorkerError) as exc:
+                _log.warning("could not tell the server that worker %s stopped: %s", s.name, exc)
+            self.watcher.close()
+            self.api.close()
+            self.log.close()
+        self.echo(f"worker {s.name} stopped: {self.claimed} runs claimed, {self.finished} finished, "
+                  f"{self.conflicts} claimed by another worker first")
+
+    # -- one round ----------------------------------------------------------------------------
+
+    def _beat(self, stopped: threading.Event) -> None:
+        """Heartbeats from a thread of their own: a busy round of the loop does not delay them."""
+        while not stopped.wait(self.settings.heartbeat_seconds):
+            try:
+                self.api.heartbeat(list(self._running))
+            except (EventStoreError, WorkerError) as exc:
+                _log.warning("worker %s: heartbeat not sent: %s", self.settings.name, " ".join(str(exc).split()))
+
+    def _step(self) -> None:
+        self._collect()
+        self._enforce_cancels()
+        try:
+            room = self.settings.limit - len(self.runs)
+            if room > 0:
+                for run_id in self.api.due_runs(room):
+                    if run_id not in self.runs:
+                        self._launch(run_id)
+        except (EventStoreError, WorkerError) as exc:  # a server blip: try again next round
+            _log.warning("worker %s: %s", self.settings.name, " ".join(str(exc).split()))
+        self._running = tuple(self.runs)
+
+    def _launch(self, run_id: str) -> None:
+        control = FlowRunControl(flow_run_stream(run_id), None)
+        self.watcher.watch(control)  # before the claim: a cancel after it is not missed
+        receive, send = fork_server().Pipe(duplex=False)
+        process = fork_server().Process(
+            target=_run_in_child, args=(run_id, send, self._child, self.settings.name),
+            name=f"ledgerflow-run-{run_id}", daemon=False,
+        )
+        process.start()
+        send.close()
+        self.runs[run_id] = _Run(process, receive, control, time.monotonic())
+
+    def _wait(self, seconds: float, stop: threading.Event) -> None:
+        """Sleep until a run reports or ends, or `seconds` pass."""
+        waitables: list[Any] = [run.report for run in self.runs.values()] + [run.process.sentinel for run in self.runs.values()]
+        if waitables:
+            wait(waitables, timeout=seconds)
+        else:
+            stop.wait(seconds)
+
+    def _collect(self) -> None:
+        """Read what the runs' processes reported; reap the ended ones."""
+        for run_id, run in list(self.runs.items()):
+            try:
+                while run.report.poll():
+                    self._reported(run_id, run, run.report.recv())
+            except (EOFError, OSError):
+                pass  # the process is gone: whatever it sent was read
+            if not run.process.is_alive():
+                run.process.join()
+                run.report.close()
+                self.watcher.unwatch(run.control)
+                del self.runs[run_id]
+                self._running = tuple(self.runs)
+                self._ended(run_id, run)
+
+    def _reported(self, run_id: str, run: _Run, message: tuple[str, ...]) -> None:
+        kind = message[0]
+        if kind == "claimed":
+            self.claimed += 1
+            self.echo(f"claimed run {run_id}")
+            return
+        run.outcome = kind
+        if kind == "finished":
+            self.finished += 1
+            self.echo(f"finished run {run_id}: {message[1]} ({time.monotonic() - run.started:.1f}s)")
+        elif kind == "conflict":
+            self.conflicts += 1
+        else:
+            self.echo(f"did not run {run_id}: {message[1]}")
+
+    def _ended(self, run_id: str, run: _Run) -> None:
+        if run.cancel_sent is not None:
+            self._settle(run_id, "Cancelled", "cancelled; the worker stopped the run's process")
+        elif run.outcome is None:
+            code = run.process.exitcode
+            self.echo(f"run {run_id}: its process ended without a final state (exit code {code})")
+            self._settle(run_id, "Crashed", f"the run's process on worker {self.settings.name} ended with exit code {code}")
+
+    def _settle(self, run_id: str, name: str, message: str) -> None:
+        """Record `name` unless the run already ended (its process usually records its own end)."""
+        try:
+            state = read_flow_run(self.log, run_id).state
+            if state is None or state.type not in TERMINAL:
+                propose_flow_run_state(self.log, run_id, name, message=message, actor=f"worker {self.settings.name}")
+        except (RunStateConflict, EventStoreError) as exc:
+            _log.warning("run %s: could not record %s: %s", run_id, name, exc)
+
+    # -- cancels and shutdown -----------------------------------------------------------------
+
+    def _enforce_cancels(self) -> None:
+        now = time.monotonic()
+        for run_id, run in self.runs.items():
+            state = run.control.state
+            if state is None or state.type not in _CANCEL_REQUESTED or not run.process.is_alive():
+                continue
+            if run.cancel_sent is None:
+                self.echo(f"cancelling run {run_id}: stopping its process")
+                run.cancel_sent = now
+                run.process.terminate()
+            elif now - run.cancel_sent > self.settings.cancel_grace_seconds:
+                self.echo(f"run {run_id} did not stop within {self.settings.cancel_grace_seconds:g}s: killing it")
+                run.process.kill()
+
+    def _drain(self) -> None:
+        """Stopped: claim nothing more; let running runs finish, then kill what is left."""
+        if self.runs:
+            self.echo(f"worker {self.settings.name} stopping: waiting up to {self.settings.shutdown_grace_seconds:g}s "
+                      f"for {len(self.runs)} running runs")
+        deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+        while self.runs and time.monotonic() < deadline:
+            self._collect()
+            self._enforce_cancels()
+            self._wait(0.1, threading.Event())
+        for run in self.runs.values():
+            run.process.kill()
+        while self.runs:
+            self._collect()
+            self._wait(0.1, threading.Event())
