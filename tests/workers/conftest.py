@@ -77,13 +77,14 @@ def live(tmp_path: Path, postgres_schema_url: str) -> Iterator[Live]:
 
 @pytest.fixture
 def start_worker(live: Live, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """`ledgerflow worker start ARGS...` processes, stopped (SIGTERM) at the end of the test."""
+    """`ledgerflow worker start ARGS...` processes (keyword arguments: extra environment
+    variables), stopped (SIGTERM) at the end of the test."""
     started: list[subprocess.Popen[str]] = []
     logs: list[IO[str]] = []
 
-    def start(*args: str, key: str | None = None) -> subprocess.Popen[str]:
+    def start(*args: str, key: str | None = None, **environment: str) -> subprocess.Popen[str]:
         logs.append(open(tmp_path / f"worker-{len(started)}.log", "w"))  # noqa: SIM115 - closed below
-        process = subprocess.Popen([LEDGERFLOW, "worker", "start", *args], env=live.env(key), cwd=tmp_path,
+        process = subprocess.Popen([LEDGERFLOW, "worker", "start", *args], env=live.env(key) | environment, cwd=tmp_path,
                                    stdout=logs[-1], stderr=subprocess.STDOUT, text=True)
         started.append(process)
         return process

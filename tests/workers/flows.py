@@ -34,3 +34,32 @@ def sleepy(folder: str, seconds: float = 600.0) -> None:
     written.write_text(str(os.getpid()))
     written.rename(Path(folder) / f"started-{flow_run.id}")
     time.sleep(seconds)
+
+
+def _executed(folder: str, name: str) -> None:
+    with open(Path(folder) / "executed", "a") as log:
+        log.write(f"{name}\n")
+
+
+@task
+def prepare(folder: str) -> int:
+    _executed(folder, "prepare")
+    return 41
+
+
+@task
+def finish(folder: str, prepared: int) -> int:
+    """Hangs (after saying so in `started`, with its pid) unless `<folder>/second-attempt` exists."""
+    _executed(folder, "finish")
+    if not (Path(folder) / "second-attempt").exists():
+        (Path(folder) / ".started").write_text(str(os.getpid()))
+        (Path(folder) / ".started").rename(Path(folder) / "started")
+        time.sleep(600)
+    (Path(folder) / "finished").write_text(str(prepared + 1))
+    return prepared + 1
+
+
+@flow
+def prepare_then_hang(folder: str) -> int:
+    """`prepare`, then `finish`, which hangs on the first attempt."""
+    return finish(folder, prepare(folder))
