@@ -34,6 +34,8 @@ from ledgerflow.runtime.spool import encode_appends
 
 __all__ = ["HttpEventLog", "WriteRefused"]
 
+_APPENDING_SCOPES = ("worker", "write", "admin")
+"""The API key scopes that may append events (a worker's key does: its runs' events)."""
 _KEY_HINT = "create one with `ledgerflow api-key create --name NAME --scope write` and set LEDGERFLOW_API_KEY"
 
 
@@ -120,7 +122,7 @@ class HttpEventLog:
         if response.status_code != 200:
             return True  # a server without /api/whoami: its answer to the first append will tell
         who = orjson.loads(response.content)
-        if who.get("scope") not in ("write", "admin"):
+        if who.get("scope") not in _APPENDING_SCOPES:
             raise WriteRefused(
                 f"the API key {who.get('name')!r} may not write events (scope {who.get('scope')}); {_KEY_HINT}"
             )
