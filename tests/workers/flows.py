@@ -62,4 +62,4 @@ def finish(folder: str, prepared: int) -> int:
 @flow
 def prepare_then_hang(folder: str) -> int:
     """`prepare`, then `finish`, which hangs on the first attempt."""
-    return finish(folder, prepare(folder))
+    return int(finish(folder, prepare(folder)))
