@@ -35,6 +35,7 @@ from ledgerflow.events.transitions import Accepted, Delayed, RunState, decide, f
 
 __all__ = [
     "PAUSE_TYPES",
+    "replay_request",
     "FlowRunHistory",
     "InvalidRunInput",
     "PauseExpired",
@@ -369,6 +370,20 @@ def flow_run_request(
         NewEvent(type="flow-run.Scheduled", data=scheduled, id=derived_id("flow-run.Scheduled", run_id), meta=meta),
     ]
     return StreamAppend(flow_run_stream(run_id), events, expected_version)
+
+
+def replay_request(created: Mapping[str, Any], replay_of: str, *, parameters: Mapping[str, Any] | None = None,
+                   replay_options: Mapping[str, Any]) -> dict[str, Any]:
+    """`request_flow_run`'s arguments for a replay of the run whose `flow-run.created` data is
+    `created`: its flow, entrypoint, folder, tags and parameters (changed by `parameters`), and
+    where it ran (deployment, work pool and queue), so that the same workers pick it up."""
+    placement = {name: created[name] for name in ("deployment_name", "work_queue") if created.get(name)}
+    return {
+        "flow_name": str(created.get("flow_name") or "flow"), "entrypoint": str(created["entrypoint"]),
+        "working_dir": created.get("working_dir"), "parameters": {**(created.get("parameters") or {}), **(parameters or {})},
+        "tags": created.get("tags") or (), "replay_of": replay_of, "deployment_id": created.get("deployment_id"),
+        "work_pool": created.get("work_pool"), "extra": {**placement, "replay_options": dict(replay_options)},
+    }
 
 
 def request_flow_run(log: RunLog, **request: Any) -> StoredEvent:

@@ -21,7 +21,15 @@ from ledgerflow.events.errors import ConcurrencyConflict
 from ledgerflow.events.ids import derived_id
 from ledgerflow.events.model import StoredEvent
 from ledgerflow.events.payloads import flow_run_stream
-from ledgerflow.events.runs import RunLog, RunNotFound, RunStateConflict, cancel_flow_run, read_flow_run, request_flow_run
+from ledgerflow.events.runs import (
+    RunLog,
+    RunNotFound,
+    RunStateConflict,
+    cancel_flow_run,
+    read_flow_run,
+    replay_request,
+    request_flow_run,
+)
 from ledgerflow.notifications.blocks import Block, SlackWebhook, SmtpServer, Webhook
 from ledgerflow.notifications.errors import ActionRefused, BlockNotFound
 from ledgerflow.notifications.mail import EmailNotifier
@@ -133,18 +141,8 @@ def replay_flow_run(log: RunLog, flow_run_id: str, *, replay_id: UUID, max_repla
         raise ActionRefused(f"flow run {flow_run_id} records no entrypoint: it cannot be replayed")
     try:
         request_flow_run(
-            log,
-            flow_name=str(created.get("flow_name") or "flow"),
-            entrypoint=str(entrypoint),
-            working_dir=created.get("working_dir"),
-            parameters=created.get("parameters") or {},
-            tags=created.get("tags") or [],
-            replay_of=flow_run_id,
-            deployment_id=created.get("deployment_id"),
-            work_pool=created.get("work_pool"),
-            flow_run_id=replay_id,
-            extra={"replay_options": {"from_task": None, "no_reuse": []}},
-            actor=actor,
+            log, **replay_request(created, flow_run_id, replay_options={"from_task": None, "no_reuse": []}),
+            flow_run_id=replay_id, actor=actor,
         )
     except ConcurrencyConflict:
         pass  # requested meanwhile by another attempt: the run exists, which is all we want

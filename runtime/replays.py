@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from ledgerflow.events import StoredEvent
 from ledgerflow.events.payloads import flow_run_stream
-from ledgerflow.events.runs import FlowRunHistory, RunNotFound, RunStateConflict, request_flow_run
+from ledgerflow.events.runs import FlowRunHistory, RunNotFound, RunStateConflict, replay_request, request_flow_run
 from ledgerflow.events.transitions import fold
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType, state_from_event_type
 from ledgerflow.runtime.eventlog import EventLog
@@ -267,18 +267,7 @@ def request_replay(
     entrypoint = created.get("entrypoint")
     if not entrypoint:
         raise RunNotReplayable(f"flow run {run_id} records no entrypoint: its flow cannot be loaded again")
-    merged = {**(created.get("parameters") or {}), **(parameters or {})}
     scheduled = request_flow_run(
-        log,
-        flow_name=created.get("flow_name", "flow"),
-        entrypoint=entrypoint,
-        working_dir=created.get("working_dir"),
-        parameters=merged,
-        tags=created.get("tags") or (),
-        replay_of=run_id,
-        deployment_id=created.get("deployment_id"),
-        work_pool=created.get("work_pool"),
-        extra={"replay_options": options.as_data()},
-        actor=actor,
+        log, **replay_request(created, run_id, parameters=parameters, replay_options=options.as_data()), actor=actor,
     )
     return str(scheduled.data["flow_run_id"])

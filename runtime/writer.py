@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from ledgerflow.events import ANY, ConcurrencyConflict, NewEvent, StoredEvent, StoreUnavailable, StreamAppend
+from ledgerflow.events import ANY, ConcurrencyConflict, CorruptStore, NewEvent, StoredEvent, StoreUnavailable, StreamAppend
 from ledgerflow.runtime.eventlog import EventSink
 from ledgerflow.runtime.spool import Spool
 
@@ -182,9 +182,9 @@ class EventWriter:
         for attempt in range(_RETRIES):
             try:
                 return self.sink.append_streams(appends)
-            except StoreUnavailable:
-                if attempt == _RETRIES - 1:
-                    raise
+            except StoreUnavailable as unavailable:
+                if attempt == _RETRIES - 1 or isinstance(unavailable, CorruptStore):
+                    raise  # a damaged database does not heal by waiting
                 time.sleep(min(0.05 * 2**attempt, 2.0))  # ids make the retry safe
         raise AssertionError("unreachable")
 

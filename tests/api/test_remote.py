@@ -71,6 +71,7 @@ def test_sink_retries_until_the_server_is_up(tmp_path: Path, sqlite_url: str) ->
 def run_example(name: str, home: Path, api_url: str | None) -> tuple[subprocess.CompletedProcess[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
     env["LEDGERFLOW_HOME"] = str(home)
+    home.mkdir(exist_ok=True)  # an example may never open its home (testing_harness uses a throwaway store)
     if api_url:
         env["LEDGERFLOW_API_URL"] = api_url
     examples = Path(__file__).resolve().parents[2] / "examples"

@@ -29,7 +29,7 @@ def test_health_and_metrics_describe_the_log_runs_and_requests(make_client: Call
     client = make_client()  # with the projection runner
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["database"] == "reachable"
-    assert set(health["projection_lag"]) == {"runs", "lineage", "analytics", "deployments"}
+    assert set(health["projection_lag"]) == {"runs", "lineage", "analytics", "deployments", "work_pools"}
     created = {"flow_run_id": "r-1", "flow_name": "etl", "run_name": "r-1"}
     failed = {"flow_run_id": "r-1", "state_type": "FAILED", "state_name": "Failed"}
     body = {"appends": [{"stream": "flow-run-r-1", "events": [
@@ -68,7 +68,7 @@ def test_health_is_503_while_the_database_is_unreachable(tmp_path: Path, postgre
         with local_client(app) as client:
             fine = client.get("/health")
             assert fine.status_code == 200 and fine.json()["database"] == "reachable"
-            assert fine.json()["projection_lag"] == {"runs": 0, "lineage": 0, "analytics": 0, "deployments": 0}
+            assert fine.json()["projection_lag"] == {"runs": 0, "lineage": 0, "analytics": 0, "deployments": 0, "work_pools": 0}
 
             line.stop()
             down = client.get("/health")

@@ -132,3 +132,19 @@ def test_run_deployment_requests_one_run_with_rendered_parameters(store: EventSt
     assert history.created["entrypoint"] == "flows/backfill.py:backfill"
     refused = [o for o in outcomes if o.type == "action.failed"]
     assert refused and all("backfill/missing" in o.data["error"] for o in refused)
+
+
+def test_a_replay_is_requested_where_its_run_ran(store: EventStore) -> None:
+    """Workers of the run's pool and queue pick its replay up: both are kept, and so is the
+    deployment; parameters change only where asked."""
+    from ledgerflow.events.runs import replay_request, request_flow_run
+
+    created = {"flow_name": "train", "entrypoint": "flows/train.py:train", "working_dir": "/srv", "tags": ["gpu"],
+               "parameters": {"epochs": 3, "lr": 0.1}, "deployment_id": "d-1", "deployment_name": "train/nightly",
+               "work_pool": "gpu", "work_queue": "urgent"}
+    scheduled = request_flow_run(store, **replay_request(created, "run-1", parameters={"lr": 0.01},
+                                                         replay_options={"from_task": None, "no_reuse": []}))
+    replay = read_flow_run(store, str(scheduled.data["flow_run_id"])).created
+    assert (replay["work_pool"], replay["work_queue"], replay["deployment_id"], replay["deployment_name"]) == (
+        "gpu", "urgent", "d-1", "train/nightly")
+    assert replay["replay_of"] == "run-1" and replay["parameters"] == {"epochs": 3, "lr": 0.01}

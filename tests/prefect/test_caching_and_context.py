@@ -94,6 +94,25 @@ def test_input_policies_cache_across_runs_and_keep_python_types(log: EventStore)
     assert states["by_inputs-0"] == "Cached" and states["ignoring_noise-0"] == "Cached"
 
 
+@task(cache_policy=INPUTS)
+def other_by_inputs(x: int) -> str:
+    _executed(f"other-{x}")
+    return "other"
+
+
+def test_a_cache_key_is_scoped_by_its_task(log: EventStore) -> None:
+    # Differs from Prefect on purpose: INPUTS alone would hand by_inputs' result to another task.
+    @flow
+    def two_tasks_same_inputs() -> list[Any]:
+        return [by_inputs(11), other_by_inputs(11)]
+
+    executions.clear()
+    state = two_tasks_same_inputs(return_state=True)
+    assert state.result() == [(11, 22), "other"]
+    assert executions == ["inputs-11", "other-11"]
+    assert task_states(log, state.flow_run_id) == {"by_inputs-0": "Completed", "other_by_inputs-0": "Completed"}
+
+
 def test_flow_parameters_and_cache_key_fn(log: EventStore) -> None:
     @flow
     def parameterised(region: str) -> list[Any]:

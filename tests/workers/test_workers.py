@@ -143,4 +143,4 @@ def test_a_worker_refused_by_the_server_exits_with_one_line(live: Live, start_wo
     assert refused.wait(300) == 1 and missing.wait(300) == 1
     first, second = ((tmp_path / f"worker-{n}.log").read_text().splitlines() for n in (0, 1))
     assert first[0].startswith("error: HTTP 403") and "needs worker" in first[0]
-    assert second[0] == "error: HTTP 404: no work pool 'nowhere'"
+    assert second[0].startswith("error: HTTP 404: no work pool 'nowhere'") and "ledgerflow work-pool create" in second[0]
