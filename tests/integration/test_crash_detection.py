@@ -279,8 +279,10 @@ def test_the_server_monitor_ends_a_killed_cancelling_run_cancelled(
     make_server()
     flow_ = start_flow()
     run_id = flow_.started(runs)
-    flow_.kill()
+    # Cancel while the process lives (its one sync task sleeps on, so it cannot end the run
+    # itself), then kill it: killed first, the monitor may rightly call it Crashed before the cancel.
     cancel_flow_run(runs, run_id)
+    flow_.kill()
     wait_until(lambda: flow_states(runs, run_id)[-1:] == ["flow-run.Cancelled"], timeout=30)
     assert flow_states(runs, run_id) == ["flow-run.Running", "flow-run.Cancelling", "flow-run.Cancelled"]
 
