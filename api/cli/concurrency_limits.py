@@ -17,9 +17,9 @@ import typer
 from rich.markup import escape
 
 from ledgerflow.api.cli.console import fail, out, table
-from ledgerflow.api.cli.context import opened_store
+from ledgerflow.api.cli.context import store_or_server
 from ledgerflow.api.concurrency_limits import ConcurrencyLimitOut, limit_out
-from ledgerflow.events import EventStore, EventStoreError, InvalidEvent, load_settings
+from ledgerflow.events import EventStore, EventStoreError, InvalidEvent
 from ledgerflow.events.concurrency_limits import LimitNotFound, create_limit, delete_limit, list_limits, read_limit
 
 __all__ = ["app"]
@@ -90,21 +90,8 @@ class _Remote:
 
 @contextmanager
 def backend() -> Iterator[Backend]:
-    settings = load_settings()
-    try:
-        if settings.api_url:
-            remote = _Remote(settings.api_url, settings.api_key)
-            try:
-                yield remote
-            finally:
-                remote.http.close()
-        else:
-            with opened_store() as store:
-                yield _Local(store)
-    except LimitNotFound as exc:
-        fail(str(exc), "list concurrency limits with: ledgerflow concurrency-limit ls")
-    except EventStoreError as exc:
-        fail(" ".join(str(exc).split()))
+    with store_or_server(_Remote, _Local, missing=LimitNotFound, listing="ledgerflow concurrency-limit ls") as chosen:
+        yield chosen
 
 
 @app.command()

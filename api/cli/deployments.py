@@ -22,7 +22,7 @@ import typer
 from rich.markup import escape
 
 from ledgerflow.api.cli.console import fail, out, table
-from ledgerflow.api.cli.context import opened_store
+from ledgerflow.api.cli.context import opened_store, store_or_server
 from ledgerflow.api.cli.control import _parameters
 from ledgerflow.api.cli.runs import STATE_STYLES
 from ledgerflow.api.deployments import DeploymentIn, DeploymentOut, deployment_out
@@ -158,21 +158,8 @@ class _Remote:
 
 @contextmanager
 def backend() -> Iterator[Backend]:
-    settings = load_settings()
-    try:
-        if settings.api_url:
-            remote = _Remote(settings.api_url, settings.api_key)
-            try:
-                yield remote
-            finally:
-                remote.http.close()
-        else:
-            with opened_store() as store:
-                yield _Local(store)
-    except DeploymentNotFound as exc:
-        fail(str(exc), "list deployments with: ledgerflow deployment ls")
-    except (DeploymentError, ScheduleError, EventStoreError) as exc:
-        fail(" ".join(str(exc).split()))
+    with store_or_server(_Remote, _Local, missing=DeploymentNotFound, listing="ledgerflow deployment ls", refused=(DeploymentError, ScheduleError)) as chosen:
+        yield chosen
 
 
 def _schedules(cron: list[str], interval: list[float], rrule: list[str], timezone: str | None,

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 
 from ledgerflow.api.cli.console import fail, out, table
-from ledgerflow.api.cli.context import opened_store
+from ledgerflow.api.cli.context import store_or_server
 from ledgerflow.events import EventStore, EventStoreError, load_settings
 from ledgerflow.events.workpools import (
     WorkPoolError,
@@ -127,21 +127,8 @@ class _Remote:
 
 @contextmanager
 def backend() -> Iterator[Backend]:
-    settings = load_settings()
-    try:
-        if settings.api_url:
-            remote = _Remote(settings.api_url, settings.api_key)
-            try:
-                yield remote
-            finally:
-                remote.http.close()
-        else:
-            with opened_store() as store:
-                yield _Local(store)
-    except WorkPoolNotFound as exc:
-        fail(str(exc), "list work pools with: ledgerflow work-pool ls")
-    except (WorkPoolError, EventStoreError) as exc:
-        fail(" ".join(str(exc).split()))
+    with store_or_server(_Remote, _Local, missing=WorkPoolNotFound, listing="ledgerflow work-pool ls", refused=(WorkPoolError,)) as chosen:
+        yield chosen
 
 
 def _limit(value: int | None) -> str:
