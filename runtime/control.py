@@ -20,7 +20,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -60,6 +61,7 @@ class FlowRunControl:
         self._own: set[UUID] = set()
         self._seen: set[UUID] = set()
         self._async: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = set()
+        self._recording: set[asyncio.Task[Any]] = set()
 
     # -- the rule book --------------------------------------------------------------------
 
@@ -124,24 +126,44 @@ class FlowRunControl:
 
     def cancel_on_stop(self, task: asyncio.Task[Any]) -> None:
         """Cancel `task` (an async flow body or task run call) when the run must stop."""
-        loop = task.get_loop()
-        control: FlowRunControl | None = self
-        while control is not None:
-            control._async.add((loop, task))
-            control = control.parent
+        for control in self._chain():
+            control._async.add((task.get_loop(), task))
         if self.stopping:
             task.cancel()
 
     def forget(self, task: asyncio.Task[Any]) -> None:
-        handle = (task.get_loop(), task)
+        for control in self._chain():
+            control._async.discard((task.get_loop(), task))
+
+    @contextmanager
+    def recording_task_run(self) -> Iterator[None]:
+        """An async task run in the current asyncio task: until it has written its end, a stopping
+        run waits for it (a gather hands the first CancelledError on before its siblings record)."""
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        for control in self._chain():
+            control._recording.add(task)
+        try:
+            yield
+        finally:
+            for control in self._chain():
+                control._recording.discard(task)
+
+    def _chain(self) -> Iterator[FlowRunControl]:
+        """This run's control and its parents': a stop of any of them stops this run."""
         control: FlowRunControl | None = self
         while control is not None:
-            control._async.discard(handle)
+            yield control
             control = control.parent
 
     def unfinished(self) -> list[asyncio.Task[Any]]:
-        """Async work of this run (and its subflows) that was cancelled and has not ended yet."""
-        return [task for _, task in list(self._async) if not task.done()]
+        """Async work of this run (and its subflows) in this event loop that was cancelled or has
+        yet to record its task run's end; never the caller's own asyncio task."""
+        loop, current = asyncio.get_running_loop(), asyncio.current_task()
+        work = {task for _, task in list(self._async)} | set(self._recording)
+        return [task for task in work if not task.done() and task is not current and task.get_loop() is loop]
 
 
 async def run_cancellable(control: FlowRunControl, call: Coroutine[Any, Any, T], timeout: float | None = None) -> T:

@@ -434,6 +434,11 @@ def call_with_timeout(
 
 
 async def run_async(run: TaskRun) -> State:
+    with run.flow_run.control.recording_task_run():
+        return await _run_async(run)
+
+
+async def _run_async(run: TaskRun) -> State:
     if not run.recorded:
         run.prepare()
     final = run.begin()

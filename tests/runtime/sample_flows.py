@@ -53,8 +53,9 @@ async def nap(folder: str, name: str, seconds: float) -> str:
 
 
 @flow
-async def async_naps(folder: str, seconds: float = 30.0) -> list[str]:
-    return list(await asyncio.gather(nap(folder, "a", seconds), nap(folder, "b", seconds)))
+async def async_naps(folder: str, seconds: float = 30.0, count: int = 2) -> list[str]:
+    names = "abcdefghijklmnopqrstuvwxyz"[:count]
+    return list(await asyncio.gather(*(nap(folder, name, seconds) for name in names)))
 
 
 @flow
