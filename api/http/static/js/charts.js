@@ -2,6 +2,13 @@
 // their container, redrawn in the theme's colours when the theme changes.
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 
+// uPlot's stylesheet is added here, not in the page's <head>: the charts come after the first
+// paint, so their CSS must not hold it up.
+const uPlotStyles = Object.assign(document.createElement("link"), {
+  rel: "stylesheet", href: new URL("../vendor/uplot/uPlot.min.css", import.meta.url).href,
+});
+document.head.append(uPlotStyles);
+
 export const STATE_ORDER = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED", "CANCELLING", "RUNNING", "PENDING",
   "SCHEDULED", "PAUSED", "NONE"];
 
