@@ -18,7 +18,7 @@ from ledgerflow.events.errors import (
     StoreUnavailable,
 )
 from ledgerflow.events.model import ANY, NO_STREAM, EventMeta, NewEvent, StoredEvent, StreamAppend
-from ledgerflow.events.settings import Settings, load_settings
+from ledgerflow.events.settings import InvalidSettings, Settings, load_settings
 from ledgerflow.events.reading import Page
 from ledgerflow.events.store import EventStore, open_store
 from ledgerflow.events.subscription import Subscription
@@ -36,6 +36,7 @@ __all__ = [
     "EventTooLarge",
     "InvalidCursor",
     "InvalidEvent",
+    "InvalidSettings",
     "InvalidStreamName",
     "NewEvent",
     "Page",

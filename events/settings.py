@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["InvalidSettings", "Settings", "debug_requested", "load_settings"]
+
+
+class InvalidSettings(ValueError):
+    """A `LEDGERFLOW_*` variable that does not parse; the message names it and what it must be."""
 
 
 class Settings(BaseSettings):
@@ -56,8 +62,23 @@ class Settings(BaseSettings):
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `environ` (default: the process environment)."""
-    if environ is None:
-        return Settings()
-    prefix = "LEDGERFLOW_"
-    values = {k[len(prefix):].lower(): v for k, v in environ.items() if k.startswith(prefix)}
-    return Settings.model_validate(values)
+    try:
+        if environ is None:
+            return Settings()
+        prefix = "LEDGERFLOW_"
+        return Settings.model_validate({k[len(prefix):].lower(): v for k, v in environ.items() if k.startswith(prefix)})
+    except ValidationError as exc:
+        raise InvalidSettings("; ".join(_invalid(error) for error in exc.errors())) from None
+
+
+def _invalid(error: ErrorDetails) -> str:
+    variable = "LEDGERFLOW_" + "_".join(map(str, error["loc"])).upper()
+    return f"{variable}={error.get('input')!r} is not valid: {error['msg']}"
+
+
+def debug_requested() -> bool:
+    """Whether `LEDGERFLOW_DEBUG` asks for tracebacks, read alone (when other settings do not parse)."""
+    try:
+        return TypeAdapter(bool).validate_python(os.environ.get("LEDGERFLOW_DEBUG", "false"))
+    except ValidationError:
+        return False

@@ -16,7 +16,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledgerflow.events import EventStore, Settings, load_settings, open_store
+from ledgerflow.events import EventStore, InvalidSettings, Settings, open_store
+from ledgerflow.events.settings import debug_requested, load_settings
 from ledgerflow.runtime import excepthook
 from ledgerflow.runtime.cache import CacheIndex
 from ledgerflow.runtime.concurrency import Slots
@@ -68,7 +69,11 @@ def current() -> Runtime:
     if _current is None:
         with _lock:
             if _current is None:
-                settings = load_settings()
+                try:
+                    settings = load_settings()
+                except InvalidSettings:
+                    excepthook.install(debug=debug_requested())
+                    raise
                 excepthook.install(debug=settings.debug)
                 _current = _from_settings(settings)
                 atexit.register(reset)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import sys
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from ledgerflow.api.cli.console import describe
-from ledgerflow.events import CorruptStore, EventStoreError, Settings
+from ledgerflow.events import CorruptStore, EventStoreError, InvalidSettings
 from ledgerflow.events.deployments import DeploymentError
 from ledgerflow.notifications.errors import NotificationError
 from ledgerflow.projections.errors import ProjectionError
@@ -21,7 +20,7 @@ from ledgerflow.runtime.replays import ReplayError
 
 __all__ = ["explain"]
 
-_TYPED = (EventStoreError, ProjectionError, DeploymentError, NotificationError, ReplayError, EntrypointError)
+_TYPED = (EventStoreError, InvalidSettings, ProjectionError, DeploymentError, NotificationError, ReplayError, EntrypointError)
 
 
 def explain(exc: BaseException) -> tuple[str, str | None]:
@@ -30,8 +29,6 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
         return _one_line(exc), CorruptStore.hint
     if isinstance(exc, _TYPED):
         return _one_line(exc), None
-    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
-        return "; ".join(_setting_error(error) for error in exc.errors()), None
     if isinstance(exc, ValidationError):
         return describe(exc), None
     if isinstance(exc, RecursionError):
@@ -42,11 +39,6 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
         f"unexpected {type(exc).__name__}: {_one_line(exc)}",
         "this is a bug in ledgerflow: rerun with --debug (or LEDGERFLOW_DEBUG=1) and report the traceback",
     )
-
-
-def _setting_error(error: ErrorDetails) -> str:
-    variable = "LEDGERFLOW_" + "_".join(map(str, error["loc"])).upper()
-    return f"{variable}={error.get('input')!r} is not valid: {error['msg']}"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -110,7 +110,7 @@ def test_bad_json_on_events_append_gets_one_line(workdir: Path, data: str) -> No
 def test_any_stream_and_type_is_appended_or_refused_in_one_line(
     workdir: Path, stream: str, type_: str, data: dict[str, int]
 ) -> None:
-    result = cli("events", "append", stream, type_, json.dumps(data))
+    result = cli("events", "append", "--", stream, type_, json.dumps(data))  # "--": a stream may start with "-"
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output and "this is a bug" not in result.output, result.output
     if result.exit_code != 0:
@@ -210,18 +210,20 @@ print("result", etl())
 """
 
 
-@pytest.mark.parametrize(("url", "says"), [
-    ("postgresql://user@no-such-host.invalid/db", "the event store cannot be reached"),
-    ("mysql://user@db.example/prod", "unsupported database URL scheme 'mysql'"),
-    ("sqlite:///missing/dir/x.db", "the folder 'missing/dir' of the SQLite database does not exist"),
+@pytest.mark.parametrize(("env", "says"), [
+    ({"LEDGERFLOW_DATABASE_URL": "postgresql://user@no-such-host.invalid/db"}, "the event store cannot be reached"),
+    ({"LEDGERFLOW_DATABASE_URL": "mysql://user@db.example/prod"}, "unsupported database URL scheme 'mysql'"),
+    ({"LEDGERFLOW_DATABASE_URL": "sqlite:///missing/dir/x.db"},
+     "the folder 'missing/dir' of the SQLite database does not exist"),
+    ({"LEDGERFLOW_HEARTBEAT_SECONDS": "often"}, "LEDGERFLOW_HEARTBEAT_SECONDS='often' is not valid"),
 ])
-def test_a_flow_script_with_a_bad_store_prints_one_line(workdir: Path, url: str, says: str) -> None:
+def test_a_flow_script_with_a_bad_store_or_setting_prints_one_line(workdir: Path, env: dict[str, str], says: str) -> None:
     (workdir / "flow.py").write_text(FLOW)
-    result = run(workdir, sys.executable, "flow.py", LEDGERFLOW_DATABASE_URL=url)
+    result = run(workdir, sys.executable, "flow.py", **env)
     assert result.returncode == 1 and "result" not in result.stdout
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], result.stderr
-    debug = run(workdir, sys.executable, "flow.py", LEDGERFLOW_DATABASE_URL=url, LEDGERFLOW_DEBUG="1")
+    debug = run(workdir, sys.executable, "flow.py", **env, LEDGERFLOW_DEBUG="1")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert not (workdir / "missing").exists()
 
