@@ -9,6 +9,7 @@ verdict is appended, so a projection that lags never ends a live run.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from ledgerflow.events import StoredEvent
 from ledgerflow.events.liveness import LiveRun, ProcessIdentity, end_if_dead, this_process, verdict
@@ -20,13 +21,16 @@ from ledgerflow.projections.readmodel import ReadModel
 __all__ = ["end_dead", "end_dead_runs"]
 
 
-def end_dead(log: RunLog, runs: Iterable[LiveRun], here: ProcessIdentity) -> list[StoredEvent]:
-    """Append the verdict of each of `runs` that is dead; return the flow runs' verdict events."""
+def end_dead(
+    log: RunLog, runs: Iterable[LiveRun], here: ProcessIdentity, listening_since: datetime | None = None
+) -> list[StoredEvent]:
+    """Append the verdict of each of `runs` that is dead; return the flow runs' verdict events.
+    `listening_since`: see events.liveness.verdict."""
     now = utcnow()
     ended = []
     for run in runs:
-        if verdict(run, now, here) is not None:
-            event = end_if_dead(log, run.flow_run_id, here)
+        if verdict(run, now, here, listening_since=listening_since) is not None:
+            event = end_if_dead(log, run.flow_run_id, here, listening_since=listening_since)
             if event is not None:
                 ended.append(event)
     return ended

@@ -12,11 +12,15 @@ and appends what the resolver keeps: state changes `decide` now refuses are not 
 
 A writer given a `Spool` (a remote run, runtime/spool.py) does not wait for a server that
 stops answering: from the first batch the sink could not take, every batch goes to the spool,
-in order and with the expected versions it would have been sent with, to be forwarded later.
+in order and with the expected versions it would have been sent with. Every
+`RECONNECT_SECONDS` (at its next batch: a run's heartbeat makes one) it forwards the spool; once
+the server has taken all of it, batches go to the server again, so a run that outlives an
+outage is heard from (and not taken for crashed) before it ends.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -27,10 +31,12 @@ from ledgerflow.events import ANY, ConcurrencyConflict, CorruptStore, NewEvent, 
 from ledgerflow.runtime.eventlog import EventSink
 from ledgerflow.runtime.spool import Spool
 
-__all__ = ["EventWriter", "Resolver"]
+__all__ = ["RECONNECT_SECONDS", "EventWriter", "Resolver"]
 
+_log = logging.getLogger("ledgerflow.runs")
 _RETRIES = 8
 _CONFLICTS = 50
+RECONNECT_SECONDS = 5.0
 
 Resolver = Callable[[list[StoredEvent], list[NewEvent]], list[NewEvent]]
 """(events others appended, our pending events) -> the pending events still to append."""
@@ -52,6 +58,7 @@ class EventWriter:
         self._spool = spool
         self._on_spooling = on_spooling
         self.spooling = False
+        self._reconnect_at = 0.0
         self._before_append = before_append
         self._interval = interval
         self._max_batch = max_batch
@@ -119,6 +126,8 @@ class EventWriter:
                 batch, self._pending = self._pending, []
             if not batch:
                 return
+            if self.spooling and time.monotonic() >= self._reconnect_at:
+                self._try_reconnecting()
             # What the events name (result files) must exist before the events are committed; if
             # it cannot be written, the events are still the record and the error is raised after.
             failure: Exception | None = None
@@ -168,6 +177,18 @@ class EventWriter:
         if not self.spooling and self._on_spooling is not None:
             self._on_spooling(reason)
         self.spooling = True
+        self._reconnect_at = time.monotonic() + RECONNECT_SECONDS
+
+    def _try_reconnecting(self) -> None:
+        """Forward the spool; if the sink took all of it, write to the sink again."""
+        assert self._spool is not None
+        report = self._spool.forward(self.sink)
+        if report.waiting:
+            self._reconnect_at = time.monotonic() + RECONNECT_SECONDS
+            return
+        self.spooling = False
+        _log.info("the API server answers again: %d spooled events sent, the run's events go to it again",
+                  report.delivered)
 
     def _spool_batch(self, appends: list[StreamAppend]) -> None:
         assert self._spool is not None

@@ -125,12 +125,19 @@ def crash_monitor_service(read_model: ReadModel, settings: Settings) -> LoopServ
     looking as often as the shortest heartbeat interval of the live runs asks."""
     here = this_process()
     every = min(settings.heartbeat_seconds / CHECKS_PER_HEARTBEAT, CRASH_CHECK_AT_LEAST_EVERY)
+    # Remote runs' heartbeats come through this server (and land in the database): while either
+    # was down none could, so silence is counted from when both were last seen working.
+    listening_since, database_down = utcnow(), False
 
     def step() -> float | None:
+        nonlocal listening_since, database_down
         try:
             runs = queries.live_flow_runs(read_model)
-            end_dead(read_model.store, runs, here)
+            if database_down:
+                listening_since, database_down = utcnow(), False
+            end_dead(read_model.store, runs, here, listening_since)
         except EventStoreError:
+            database_down = True
             return _DATABASE_DOWN_PAUSE
         return min([every, *(run.heartbeat_seconds / CHECKS_PER_HEARTBEAT for run in runs)])
 

@@ -8,17 +8,19 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from uuid import UUID
 
 from ledgerflow.api.http.app import create_app
 from ledgerflow.api.keys import ApiKeys
-from ledgerflow.events import NewEvent, StreamAppend, open_store
+from ledgerflow.events import EventStore, NewEvent, StreamAppend, open_store
 from ledgerflow.projections.runner import engine_of
 from ledgerflow.runtime.remote import HttpEventLog
 from ledgerflow.runtime.spool import Spool, decode_appends
-from tests.api.conftest import api_settings, free_port, serving, settings_for
+from ledgerflow.runtime.writer import RECONNECT_SECONDS
+from tests.api.conftest import api_settings, free_port, serving, settings_for, wait_until
 
 FLOW = '''
 import pathlib
@@ -198,3 +200,75 @@ def test_a_read_only_key_stops_the_flow_before_any_task(tmp_path: Path, sqlite_u
         assert server_store.head() == before
     finally:
         server_store.close()
+
+
+OUTLIVING_FLOW = '''
+import pathlib
+import socket
+import sys
+import time
+
+socket.gethostname = lambda: "worker-elsewhere"  # judged by its heartbeats, not by its pid
+
+from ledgerflow import flow, task
+
+
+@task
+def step(folder: str, name: str) -> str:
+    (pathlib.Path(folder) / name).write_text("ran")
+    return name
+
+
+@flow(name="outliving")
+def outliving(folder: str) -> list[str]:
+    first = step(folder, "first")
+    while not (pathlib.Path(folder) / "go-on").exists():
+        time.sleep(0.05)
+    return [first, step(folder, "second")]
+
+
+if __name__ == "__main__":
+    print(outliving(sys.argv[1]))
+'''
+
+
+def test_a_run_that_outlives_a_server_outage_goes_back_to_the_server_and_is_not_taken_for_crashed(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The server stops mid-run (the run spools, its heartbeats too) and comes back: the run
+    forwards its spool at its next heartbeat after the writer's reconnect delay, sends to the
+    server again, and the restarted server's crash monitor does not count the outage as silence."""
+    port = free_port()
+    env = _env(tmp_path / "client", f"http://127.0.0.1:{port}") | {"LEDGERFLOW_HEARTBEAT_SECONDS": "0.5"}
+    folder = tmp_path / "work"
+    folder.mkdir()
+    script = tmp_path / "outliving_flow.py"
+    script.write_text(OUTLIVING_FLOW)
+    app_settings = settings_for(tmp_path / "server", store_url)
+    spool = Spool.in_home(tmp_path / "client")
+    with serving(create_app(app_settings, api_settings()), port=port):
+        process = subprocess.Popen([sys.executable, str(script), str(folder)], env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until(lambda: (folder / "first").exists())
+    try:
+        wait_until(lambda: spool.path.exists() and len(_spooled_ids(spool)) >= 2)  # heartbeats, spooled
+        time.sleep(1.0)  # silent far longer than 1.5 heartbeat intervals, as far as the log knows
+        with serving(create_app(app_settings, api_settings()), port=port):
+            wait_until(lambda: not spool.path.exists() or not _spooled_ids(spool), timeout=RECONNECT_SECONDS + 10)
+            with open_store(store_url) as store:
+                beats_before = _heartbeats(store)
+                wait_until(lambda: _heartbeats(store) > beats_before)  # sent to the server directly now
+            (folder / "go-on").write_text("")
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            assert "second" in out and "server answers again" in err and "unreachable" in err
+            with open_store(store_url) as store:
+                types = [event.type for event in store.read_all(limit=100_000) if event.type.startswith("flow-run.")]
+            assert "flow-run.Crashed" not in types and types.count("flow-run.Completed") == 1
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _heartbeats(store: EventStore) -> int:
+    return len(store.read_all(types=["flow-run.heartbeat"], limit=100_000))
