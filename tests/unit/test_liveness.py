@@ -72,6 +72,14 @@ def test_a_run_on_another_host_is_dead_once_its_heartbeats_are_overdue() -> None
     assert found is not None and found.state_name == "Crashed" and "no heartbeat from worker-7" in found.message
 
 
+def test_silence_while_nobody_could_hear_the_heartbeats_is_not_held_against_a_run() -> None:
+    run = run_of(WORKER, interval=10)
+    back = T0 + timedelta(minutes=5)  # the server was down until then
+    assert verdict(run, back + timedelta(seconds=STALE_AFTER * 10), HERE, alive, listening_since=back) is None
+    found = verdict(run, back + timedelta(seconds=STALE_AFTER * 10 + 1), HERE, alive, listening_since=back)
+    assert found is not None and found.state_name == "Crashed"
+
+
 def test_a_dead_cancelling_run_ends_cancelled() -> None:
     found = verdict(run_of(ProcessIdentity("here", 200, T0), StateType.CANCELLING), T0, HERE, dead)
     assert found is not None and found.state_name == "Cancelled"
