@@ -115,8 +115,9 @@ class WorkerApi:
         self._http.close()
 
 
-def _run_in_child(run_id: str, report: Connection, settings: ChildSettings, executor: str) -> None:
-    """A run's process: claim and execute the run, telling the worker how it went."""
+def _run_in_child(run_id: str, report: Connection, settings: ChildSettings, executor: str, cursor: str | None) -> None:
+    """A run's process: claim and execute the run, telling the worker how it went. `cursor`:
+    the worker's place in the log, before anything about the run's claim."""
     os.environ.update(settings.environ())
     from ledgerflow.runtime import config
     from ledgerflow.runtime.execute import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
@@ -124,6 +125,11 @@ def _run_in_child(run_id: str, report: Connection, settings: ChildSettings, exec
     signal.signal(signal.SIGTERM, _cancel_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops its runs
     try:
+        # The worker's heartbeats already prove that the key may append (scope `worker`).
+        runtime = config.from_settings(load_settings(), key_checked=True)
+        config.install(runtime)
+        if cursor is not None:
+            runtime.watcher.start_after(cursor)
         state = execute_flow_run(run_id, executor=executor, chdir=True, on_claimed=lambda: report.send(("claimed",)))
         report.send(("finished", state.name))
     except RunAlreadyClaimed:
@@ -224,7 +230,7 @@ class Worker:
         self.watcher.watch(control)  # before the claim: a cancel after it is not missed
         receive, send = fork_server().Pipe(duplex=False)
         process = fork_server().Process(
-            target=_run_in_child, args=(run_id, send, self._child, self.settings.name),
+            target=_run_in_child, args=(run_id, send, self._child, self.settings.name, self.watcher.cursor),
             name=f"ledgerflow-run-{run_id}", daemon=False,
         )
         process.start()
