@@ -133,20 +133,23 @@ def propose_flow_run_state(
     ignore_schedule: bool = False,
     event_id: UUID | None = None,
     now: datetime | None = None,
+    known: FlowRunHistory | None = None,
 ) -> StoredEvent:
     """Append `flow-run.<name>` if `decide` accepts it on the run's current state.
 
     `force` skips the rules (an operator's override; it is still one versioned append);
     `ignore_schedule` accepts a move that would otherwise wait for the run's scheduled time.
     `event_id` makes the proposal idempotent: proposing it again returns the stored event.
+    `known`: the run's history as the caller just read it, decided on instead of reading it
+    again (the append carries its version: if the run moved since, it is read and decided anew).
     Raises RunNotFound, RunStateConflict (refused), RunNotDue (allowed only later).
     """
     if name not in STATE_NAMES:
         raise InvalidEvent(f"unknown state name {name!r}: use one of {', '.join(STATE_NAMES)}")
     run_id = str(flow_run_id)
     event_id = event_id or new_id()
-    for _ in range(_ATTEMPTS):
-        history = read_flow_run(log, run_id)
+    for attempt in range(_ATTEMPTS):
+        history = known if known is not None and attempt == 0 else read_flow_run(log, run_id)
         mine = next((e for e in history.events if e.id == event_id), None)
         if mine is not None:
             return mine

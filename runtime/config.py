@@ -29,7 +29,7 @@ from ledgerflow.runtime.spool import Spool
 from ledgerflow.runtime.storage import open_storage
 from ledgerflow.runtime.writer import EventWriter
 
-__all__ = ["Runtime", "current", "for_home", "install", "installed", "reset"]
+__all__ = ["Runtime", "current", "for_home", "from_settings", "install", "installed", "reset"]
 
 
 @dataclass
@@ -75,7 +75,7 @@ def current() -> Runtime:
                     excepthook.install(debug=debug_requested())
                     raise
                 excepthook.install(debug=settings.debug)
-                _current = _from_settings(settings)
+                _current = from_settings(settings)
                 atexit.register(reset)
     return _current
 
@@ -100,10 +100,12 @@ def reset() -> None:
         previous.close()
 
 
-def _from_settings(settings: Settings) -> Runtime:
+def from_settings(settings: Settings, *, key_checked: bool = False) -> Runtime:
+    """A runtime as `LEDGERFLOW_*` settings describe it (see `for_home` for `key_checked`)."""
     return for_home(Path(settings.home), settings.store_url, settings.api_url, settings.api_key,
                     cancel_check_seconds=settings.cancel_check_seconds, heartbeat_seconds=settings.heartbeat_seconds,
-                    concurrency_lease_seconds=settings.concurrency_lease_seconds, results_url=settings.results_url)
+                    concurrency_lease_seconds=settings.concurrency_lease_seconds, results_url=settings.results_url,
+                    key_checked=key_checked)
 
 
 def for_home(
@@ -116,14 +118,16 @@ def for_home(
     heartbeat_seconds: float = 30.0,
     concurrency_lease_seconds: float = 30.0,
     results_url: str | None = None,
+    key_checked: bool = False,
 ) -> Runtime:
     """`results_url`: where results live, with the cache index in its `cache/` folder (default:
-    results in `<home>/results`, the index in `<home>/cache`)."""
+    results in `<home>/results`, the index in `<home>/cache`). `key_checked`: the API server
+    already accepted the key for appends (a worker's run process), so it is not asked again."""
     results = ResultStore(results_url or home / "results")
     cache = CacheIndex(results.storage.child("cache") if results_url else open_storage(home / "cache"))
     store: EventStore | None = None
     if api_url:
-        log, writer = _remote(home, api_url, api_key, results)
+        log, writer = _remote(home, api_url, api_key, results, key_checked)
     else:
         store = log = open_store(store_url)
         writer = EventWriter(log, before_append=results.sync)
@@ -132,13 +136,15 @@ def for_home(
                    Slots(log, concurrency_lease_seconds))
 
 
-def _remote(home: Path, api_url: str, api_key: str | None, results: ResultStore) -> tuple[EventLog, EventWriter]:
+def _remote(
+    home: Path, api_url: str, api_key: str | None, results: ResultStore, key_checked: bool,
+) -> tuple[EventLog, EventWriter]:
     from ledgerflow.runtime.remote import HttpEventLog, WriteRefused  # only when talking to a server
 
     log = HttpEventLog.impatient(api_url, api_key)
     spool = Spool.in_home(home)
     try:
-        reachable = log.check_write_access()
+        reachable = key_checked or log.check_write_access()
     except WriteRefused:
         log.close()
         raise  # one line, through runtime/excepthook.py

@@ -198,6 +198,18 @@ class ControlWatcher:
         self._closed = False
         self._woken = threading.Event()
 
+    @property
+    def cursor(self) -> str | None:
+        """Where the next poll reads from (None before the first run is watched)."""
+        return None if self._cursor is None else str(self._cursor)
+
+    def start_after(self, cursor: str) -> None:
+        """Read from `cursor` on, known to precede whatever will concern the runs (a worker
+        hands its own to a run's process, which then needs not ask the log for its head)."""
+        with self._lock:
+            if self._cursor is None:
+                self._cursor = cursor
+
     def watch(self, control: FlowRunControl) -> None:
         with self._lock:
             if self._cursor is None:
@@ -226,13 +238,17 @@ class ControlWatcher:
     def _loop(self) -> None:
         while not self._closed:
             self._active.wait()
+            # Wait before reading: a run that ends within one interval costs the log no read
+            # (whatever others wrote into its stream meanwhile also stops its next append).
+            self._woken.wait(self.interval)
             if self._closed:
                 return
+            if not self._active.is_set():
+                continue
             try:
                 self.poll()
             except Exception as exc:  # noqa: BLE001 - the log may be briefly unreachable
                 _log.debug("control watcher could not read the log: %s", exc)
-            self._woken.wait(self.interval)
 
     def _head(self) -> str | None:
         """The log's head; None while the log does not answer (a server that is down knows of

@@ -76,9 +76,10 @@ def execute_flow_run(
     run_id = UUID(str(flow_run_id)) if not isinstance(flow_run_id, UUID) else flow_run_id
     # Load the flow before the claim, which may wait for the scheduled time: when it comes, the
     # run starts at once (a runner that prefetches runs due soon relies on this).
-    ahead = _request_of(read_flow_run(runtime.log, run_id))
+    read = read_flow_run(runtime.log, run_id)
+    ahead = _request_of(read)
     prepared = _prepare(ahead, chdir)
-    history, claimed = _claim(runtime, run_id, wait, executor)
+    history, claimed = _claim(runtime, read, wait, executor)
     if on_claimed is not None:
         on_claimed()
     created = _request_of(history)
@@ -161,13 +162,16 @@ def _request_of(history: FlowRunHistory) -> dict[str, Any]:
     return request
 
 
-def _claim(runtime: config.Runtime, run_id: UUID, wait: bool, executor: str | None) -> tuple[FlowRunHistory, int]:
+def _claim(runtime: config.Runtime, read: FlowRunHistory, wait: bool, executor: str | None) -> tuple[FlowRunHistory, int]:
     """Move the run Scheduled -> Pending on the version we decided on (one versioned append:
-    of two executors exactly one wins); the run's history and version after the claim."""
+    of two executors exactly one wins); the run's history and version after the claim.
+    `read`: the run as just read, decided on first (the versioned append catches any change)."""
     who = executor or _executor()
+    run_id = UUID(read.flow_run_id)
     waiting_since: int | None = None
+    known: FlowRunHistory | None = read
     while True:
-        history = read_flow_run(runtime.log, run_id)
+        history, known = known or read_flow_run(runtime.log, run_id), None
         state = history.state
         if state is None or state.name not in _CLAIMABLE:
             raise _lost_or_not_claimable(run_id, history, waiting_since)
@@ -177,6 +181,7 @@ def _claim(runtime: config.Runtime, run_id: UUID, wait: bool, executor: str | No
         try:
             claimed = propose_flow_run_state(
                 runtime.log, run_id, "Pending", message=f"claimed by {who}", data={"executor": who}, actor="executor",
+                known=history,
             )
         except RunNotDue as due:
             if not wait:

@@ -83,8 +83,10 @@ def fork_server() -> ForkServerContext:
             context = multiprocessing.get_context("forkserver")
             # "__main__": the fork server imports the program's main module once; otherwise every
             # child would import it again (for the `ledgerflow` command: the whole CLI, seconds).
+            # httpcore and IDNA: what a worker's run process imports on its first request otherwise.
             context.set_forkserver_preload(["__main__", "ledgerflow.runtime.runner", "ledgerflow.runtime.execute",
-                                             "ledgerflow.runtime.deployments", "ledgerflow.runtime.worker"])
+                                             "ledgerflow.runtime.deployments", "ledgerflow.runtime.worker",
+                                             "httpcore", "encodings.idna"])
             _context = context
         return _context
 

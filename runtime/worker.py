@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ledgerflow.events import EventStoreError, StoreUnavailable, load_settings
+from ledgerflow.events import EventStoreError, Settings, StoreUnavailable, load_settings
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.runs import RunStateConflict, propose_flow_run_state, read_flow_run
 from ledgerflow.events.states import TERMINAL, StateType
@@ -115,15 +115,24 @@ class WorkerApi:
         self._http.close()
 
 
-def _run_in_child(run_id: str, report: Connection, settings: ChildSettings, executor: str) -> None:
-    """A run's process: claim and execute the run, telling the worker how it went."""
-    os.environ.update(settings.environ())
+def _run_in_child(
+    run_id: str, report: Connection, child: ChildSettings, settings: Settings, executor: str, cursor: str | None,
+) -> None:
+    """A run's process: claim and execute the run, telling the worker how it went. `settings`:
+    what `child` makes of the environment, as the worker read it (reading it costs more than the
+    run); `cursor`: the worker's place in the log, before anything about the run's claim."""
+    os.environ.update(child.environ())
     from ledgerflow.runtime import config
     from ledgerflow.runtime.execute import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
 
     signal.signal(signal.SIGTERM, _cancel_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops its runs
     try:
+        # The worker's heartbeats already prove that the key may append (scope `worker`).
+        runtime = config.from_settings(settings, key_checked=True)
+        config.install(runtime)
+        if cursor is not None:
+            runtime.watcher.start_after(cursor)
         state = execute_flow_run(run_id, executor=executor, chdir=True, on_claimed=lambda: report.send(("claimed",)))
         report.send(("finished", state.name))
     except RunAlreadyClaimed:
@@ -161,6 +170,8 @@ class Worker:
         self.watcher = ControlWatcher(self.log, interval=0.5)
         store = load_settings()
         self._child = ChildSettings(str(store.home), store.store_url, settings.api_url, settings.api_key)
+        self._run_settings = store.model_copy(
+            update={"database_url": store.store_url, "api_url": settings.api_url, "api_key": settings.api_key})
         self.runs: dict[str, _Run] = {}
         self.claimed = 0
         self.finished = 0
@@ -224,7 +235,8 @@ class Worker:
         self.watcher.watch(control)  # before the claim: a cancel after it is not missed
         receive, send = fork_server().Pipe(duplex=False)
         process = fork_server().Process(
-            target=_run_in_child, args=(run_id, send, self._child, self.settings.name),
+            target=_run_in_child,
+            args=(run_id, send, self._child, self._run_settings, self.settings.name, self.watcher.cursor),
             name=f"ledgerflow-run-{run_id}", daemon=False,
         )
         process.start()

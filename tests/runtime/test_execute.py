@@ -13,7 +13,14 @@ import pytest
 
 from ledgerflow.events import EventStore
 from ledgerflow.events.model import utcnow
-from ledgerflow.events.runs import RunNotFound, cancel_flow_run, read_flow_run, request_flow_run
+from ledgerflow.events.runs import (
+    RunNotFound,
+    RunStateConflict,
+    cancel_flow_run,
+    propose_flow_run_state,
+    read_flow_run,
+    request_flow_run,
+)
 from ledgerflow.runtime import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
 from ledgerflow.runtime.entrypoints import EntrypointError, entrypoint_of, load_entrypoint
 from tests.runtime import sample_flows
@@ -92,6 +99,17 @@ def test_two_executors_racing_for_one_run_run_it_once(runs: EventStore) -> None:
         assert sorted(outcomes) == ["Completed", "lost"]
         types = [e.type for e in run_events(runs, run_id)]
         assert types.count("flow-run.Pending") == 1 and types.count("flow-run.Running") == 1
+
+
+def test_a_claim_decided_on_a_stale_read_is_decided_again_on_what_the_log_has(runs: EventStore) -> None:
+    # An executor decides its claim on the run as it first read it (no second read): its
+    # versioned append must still lose to a claim written in between.
+    run_id = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1})
+    stale = read_flow_run(runs, run_id)
+    propose_flow_run_state(runs, run_id, "Pending", actor="first")
+    with pytest.raises(RunStateConflict):
+        propose_flow_run_state(runs, run_id, "Pending", actor="second", known=stale)
+    assert [e.type for e in run_events(runs, run_id)].count("flow-run.Pending") == 1
 
 
 def test_what_cannot_be_executed_is_refused_clearly(runs: EventStore) -> None:
