@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from ledgerflow.events import StoredEvent
 from ledgerflow.events.gcpause import cycle_collection_paused
-from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.payloads import creates_task_run, flow_run_stream
 from ledgerflow.events.runs import FlowRunHistory, RunNotFound, RunStateConflict, replay_request, request_flow_run
 from ledgerflow.events.transitions import fold
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType, state_from_event_type
@@ -173,9 +173,9 @@ def priors_of(events: Iterable[StoredEvent]) -> list[tuple[Identity | None, Prio
     created: dict[str, dict[str, Any]] = {}
     final: dict[str, StoredEvent] = {}
     for event in events:
-        if event.type == "task-run.created":
+        if creates_task_run(event.type, event.data):
             created[event.data["task_run_id"]] = event.data
-        elif event.type.startswith("task-run."):
+        if event.type != "task-run.created" and event.type.startswith("task-run."):
             parsed = state_from_event_type(event.type)
             if parsed is not None and "task_run_id" in event.data:
                 final[event.data["task_run_id"]] = event
