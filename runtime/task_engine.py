@@ -197,7 +197,7 @@ class TaskRun:
             return None
         assert prior.result is not None
         try:
-            value = self.flow_run.runtime.results.load_ref(dict(prior.result))
+            value = self.flow_run.runtime.results.load_ref(prior.result)
         except (FileNotFoundError, LookupError) as exc:
             self.ensure_recorded()
             run_logger(self.flow_run, self.info).warning(
