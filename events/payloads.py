@@ -3,7 +3,9 @@ writes these) and projections, automations and the API (which read them).
 
 Every flow run is one stream `flow-run-<flow_run_id>`: its `flow-run.created`, its states, and
 everything of its task runs (`task-run.created`, their states), logs and artifacts. A subflow
-run has a stream of its own and names its parent task run and parent flow run.
+run has a stream of its own and names its parent task run and parent flow run. A task run a
+replay reuses is one event, `task-run.Reused` carrying the fields of its `task-run.created`
+too (`creates_task_run`): a replay of a long run writes one event per reused task, not two.
 
 Writers build these models and store `model.as_data()`; readers call `parse_data(event)`.
 All ids are UUID strings, all times ISO-8601 UTC strings.
@@ -11,6 +13,7 @@ All ids are UUID strings, all times ISO-8601 UTC strings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -29,6 +32,7 @@ __all__ = [
     "ResultRef",
     "StateChanged",
     "TaskRunCreated",
+    "creates_task_run",
     "flow_run_stream",
     "is_wellformed",
     "parse_data",
@@ -37,6 +41,13 @@ __all__ = [
 
 def flow_run_stream(flow_run_id: Any) -> str:
     return f"flow-run-{flow_run_id}"
+
+
+def creates_task_run(event_type: str, data: Mapping[str, Any]) -> bool:
+    """Whether the event creates its task run: `task-run.created`, or a `task-run.Reused` that
+    carries the creation's fields (the one event of a task run a replay reused; a reused run
+    written before that has a `task-run.created` of its own and a plain `task-run.Reused`)."""
+    return event_type == "task-run.created" or (event_type == "task-run.Reused" and "task_key" in data)
 
 
 class _Payload(BaseModel):

@@ -59,25 +59,27 @@ def _meta(text: str) -> EventMeta:
 
 def decode_row(row: Row[Any, Unpack[tuple[Any, ...]]]) -> StoredEvent:
     """The stored event of an events-table row read with `COLUMNS`."""
+    # Unpacked by position: a Row's attribute lookups cost ~1 us each, eleven per event.
+    position, tx_id, id_, stream, stream_position, type_, occurred, recorded, data, meta, hash_ = row
     try:
         return trusted(
             StoredEvent,
             {
-                "id": row.id,
-                "type": row.type,
-                "stream": row.stream,
-                "occurred": row.occurred,
-                "data": decode(row.data),
-                "meta": _meta(row.meta),
-                "position": row.position,
-                "stream_position": row.stream_position,
-                "recorded": row.recorded,
-                "hash": row.hash.hex(),
-                "cursor": f"{row.tx_id}.{row.position}",
+                "id": id_,
+                "type": type_,
+                "stream": stream,
+                "occurred": occurred,
+                "data": decode(data),
+                "meta": _meta(meta),
+                "position": position,
+                "stream_position": stream_position,
+                "recorded": recorded,
+                "hash": hash_.hex(),
+                "cursor": f"{tx_id}.{position}",
             },
         )
     except (ValueError, TypeError) as exc:
-        raise CorruptEvent(f"event at position {row.position} cannot be decoded: {exc}") from exc
+        raise CorruptEvent(f"event at position {position} cannot be decoded: {exc}") from exc
 
 
 def _type_condition(patterns: TypePatterns) -> ColumnElement[bool]:

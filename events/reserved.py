@@ -40,6 +40,7 @@ from ledgerflow.events.payloads import (
     LogEmitted,
     StateChanged,
     TaskRunCreated,
+    creates_task_run,
     flow_run_stream,
 )
 from ledgerflow.events.states import state_from_event_type
@@ -137,6 +138,11 @@ def _check_payload(event: NewEvent, index: int) -> None:
         raise _refuse(index, event, "task_run_id: Field required")
     if isinstance(parsed, StateChanged) and state and (parsed.state_name, parsed.state_type) != (state[1], state[2]):
         raise _refuse(index, event, f"state_name and state_type must say {state[1]} / {state[2]}")
+    if event.type != "task-run.created" and creates_task_run(event.type, event.data):
+        try:
+            TaskRunCreated.model_validate(event.data)
+        except ValidationError as exc:
+            raise _refuse(index, event, _first_error(exc)) from None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -241,11 +247,12 @@ def _judge(state: _RunStream, events: Sequence[NewEvent], first_index: int, now:
             created, flow = True, evolve(flow, event)
         elif event.type.startswith("flow-run."):
             flow = _judged(flow, event, index, now, "flow run")
-        elif event.type == "task-run.created":
+        elif creates_task_run(event.type, event.data):
             key = str(event.data["task_run_id"])
             if key in tasks:
                 raise _refuse(index, event, f"task run {key} already exists")
-            tasks[key] = evolve(None, event)
+            created_as = RunState.named("Pending")  # a reused run's one event moves on from its creation
+            tasks[key] = created_as if event.type == "task-run.created" else _judged(created_as, event, index, now, "task run")
         elif state_from_event_type(event.type):
             key = str(event.data["task_run_id"])
             tasks[key] = _judged(tasks.get(key), event, index, now, "task run")

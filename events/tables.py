@@ -10,7 +10,9 @@ Dialect differences are column variants and server defaults, never branches in q
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
@@ -31,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from ledgerflow.events.model import uuid_of_int
+
 __all__ = [
     "UtcDateTime",
     "consumer_checkpoints",
@@ -48,6 +52,22 @@ def to_micros(value: datetime) -> int:
     """Microseconds since the epoch: how SQLite stores times."""
     delta = value - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class EventId(Uuid[UUID]):
+    """`Uuid`, read back on SQLite (which keeps the 32 hex digits) without `UUID(hex)`'s
+    parsing: ~3 us a row, and every event read has one."""
+
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], UUID | None] | None:
+        if dialect.supports_native_uuid and self.native_uuid:
+            return None  # the driver hands back UUIDs itself (PostgreSQL)
+
+        def process(value: Any) -> UUID | None:
+            return None if value is None else uuid_of_int(int(value.replace("-", ""), 16))
+
+        return process
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -88,7 +108,7 @@ events = Table(
         nullable=False,
         server_default=text("0"),
     ),
-    Column("id", Uuid(), nullable=False),
+    Column("id", EventId(), nullable=False),
     Column("stream", String(200), nullable=False),
     Column("stream_position", BigInteger(), nullable=False),
     Column("type", String(200), nullable=False),

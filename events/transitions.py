@@ -204,7 +204,8 @@ def evolve(state: RunState | None, event: Event) -> RunState | None:
     """The run's state after `event` (events that are not state changes leave it as it was).
 
     `flow-run.created` / `task-run.created` make a run Pending: the runtime folds the Pending
-    state into the creation event to keep a task run at three events.
+    state into the creation event to keep a task run at three events (a reused one is a single
+    `task-run.Reused`, which carries its creation).
     """
     if event.type in _CREATED:
         return RunState.named("Pending")

@@ -13,6 +13,7 @@ from typing import Any
 
 from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.model import StoredEvent
+from ledgerflow.events.payloads import creates_task_run
 from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
 from ledgerflow.notifications.model import Automation
 
@@ -112,12 +113,12 @@ def flow_run_view(flow_run_id: str, events: Sequence[StoredEvent]) -> dict[str, 
             flow.created = event.occurred
             flow.fields.update({name: data.get(name) for name in _FLOW_FIELDS})
             flow.fields.update(parameters=data.get("parameters", {}), tags=data.get("tags", []))
-        elif event.type == "task-run.created" and data.get("task_run_id"):
+        elif creates_task_run(event.type, data) and data.get("task_run_id"):
             task = tasks.setdefault(data["task_run_id"], _Run(data["task_run_id"], event.occurred))
             task.fields.update({name: data.get(name) for name in _TASK_FIELDS})
             task.fields.update(flow_run_id=flow_run_id, parameters=data.get("parameters", {}),
                                tags=data.get("tags", []), upstream=data.get("upstream", []))
-        elif parsed is not None:
+        if parsed is not None:  # (a reused task run's one event is its creation and its state)
             kind, name, state_type = parsed
             if kind == "flow-run":
                 flow.apply(name, state_type, data, event.occurred)

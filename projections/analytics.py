@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
 from ledgerflow.events import StoredEvent
+from ledgerflow.events.payloads import creates_task_run
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
 from ledgerflow.events.tables import UtcDateTime
 from ledgerflow.projections.base import Row, Rows
@@ -221,14 +222,16 @@ def fold_analytics(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
                 dict(stored) if stored else _new_track(run_id, kind.split("-")[0], event.occurred)
             )
         before = (track["dims"], track["created"], track["outcome"], track["duration"])
-        if state is None:
+        if state is None or creates_task_run(event.type, data):  # a reused task run's one event creates it too
             track["dims"] = orjson.dumps(_dims(track["kind"], data)).decode()
             track["created"] = event.occurred
             after = (track["dims"], track["created"], track["outcome"], track["duration"])
             if after != before:
                 contribute(before, -1)
                 contribute(after, +1)
-            continue
+            if state is None:
+                continue
+            before = after
         running, outcome = state
         start = track["start"]
         if running and start is None:
@@ -254,7 +257,7 @@ def _event_keys(events: Sequence[StoredEvent]) -> tuple[set[str], set[str]]:
         if run_id is None or (name != "created" and name not in _STATES):  # heartbeats, logs: no counter moves
             continue
         runs.add(run_id)
-        if name == "created":
+        if name == "created" or creates_task_run(event.type, event.data):
             dims = orjson.dumps(_dims(kind.split("-")[0], event.data)).decode()
             wanted.update(key for key, *_ in _keys_of(dims, event.occurred))
     return runs, wanted

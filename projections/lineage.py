@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import Column, Index, MetaData, String, Table
 
 from ledgerflow.events import StoredEvent
+from ledgerflow.events.payloads import creates_task_run
 from ledgerflow.projections.base import Row, Rows
 
 __all__ = ["LineageProjection", "fold_lineage"]
@@ -42,16 +43,17 @@ def fold_lineage(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
                     _edge(edges, "subflow", data[parent], run_id)
             if data.get("replay_of"):
                 _edge(edges, "replay", data["replay_of"], run_id)
-        elif event.type == "task-run.created":
-            run_id = data["task_run_id"]
-            nodes[run_id] = {
-                "key": run_id, "kind": "task_run", "flow_run_id": data["flow_run_id"],
-                "name": data.get("run_name") or data.get("task_name"),
-            }
-            for upstream in data.get("upstream", ()):
-                _edge(edges, "upstream", upstream, run_id)
-        elif event.type.startswith("task-run.") and data.get("cached_from"):
-            _edge(edges, "cached", data["cached_from"], data["task_run_id"])
+        elif event.type.startswith("task-run."):
+            if creates_task_run(event.type, data):
+                run_id = data["task_run_id"]
+                nodes[run_id] = {
+                    "key": run_id, "kind": "task_run", "flow_run_id": data["flow_run_id"],
+                    "name": data.get("run_name") or data.get("task_name"),
+                }
+                for upstream in data.get("upstream", ()):
+                    _edge(edges, "upstream", upstream, run_id)
+            if data.get("cached_from"):
+                _edge(edges, "cached", data["cached_from"], data["task_run_id"])
         elif event.type.startswith("flow-run.") and data.get("replay_of"):
             _edge(edges, "replay", data["replay_of"], data["flow_run_id"])
     return {"nodes": nodes, "edges": edges}

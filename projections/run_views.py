@@ -20,6 +20,7 @@ from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, T
 
 from ledgerflow.events import StoredEvent
 from ledgerflow.events.liveness import HEARTBEAT, recorded_process
+from ledgerflow.events.payloads import creates_task_run
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType
 from ledgerflow.events.tables import UtcDateTime
 from ledgerflow.projections.base import Row, Rows
@@ -157,14 +158,14 @@ def fold_runs(rows: Rows, events: Sequence[StoredEvent]) -> Rows:
                     row["parameters"] = _dumps(data["parameters"])
         elif kind == "task-run":
             row = task(data["task_run_id"], data["flow_run_id"], event.occurred)
-            if name == "created":
+            if creates_task_run(event.type, data):
                 row["created"] = event.occurred
                 for field in ("task_key", "task_name", "run_name", "occurrence", "child_flow_run_id"):
                     row[field] = data.get(field)
                 row["parameters"] = _dumps(data.get("parameters", {}))
                 row["tags"] = _dumps(data.get("tags", []))
                 row["upstream"] = _dumps(data.get("upstream", []))
-            elif name in STATE_NAMES:
+            if name in STATE_NAMES:
                 _apply_state(row, name, data, event.occurred)
                 if data.get("cached_from"):
                     row["cached_from"] = data["cached_from"]

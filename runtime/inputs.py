@@ -43,7 +43,10 @@ def needs_waiting(values: Any) -> bool:
 
 def hash_view(raw: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
     """The parameters as the input hash sees them: an `opaque` argument by its type only."""
-    if not any(isinstance(value, opaque) for value in raw.values()):
+    for value in raw.values():  # a loop, not any(genexpr): this runs for every task call
+        if isinstance(value, opaque):
+            break
+    else:
         return resolved
     return {name: hash_placeholder(raw[name]) if isinstance(raw[name], opaque) else value
             for name, value in resolved.items()}

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ledgerflow.events import StoredEvent
-from ledgerflow.events.payloads import flow_run_stream
+from ledgerflow.events.gcpause import cycle_collection_paused
+from ledgerflow.events.payloads import creates_task_run, flow_run_stream
 from ledgerflow.events.runs import FlowRunHistory, RunNotFound, RunStateConflict, replay_request, request_flow_run
 from ledgerflow.events.transitions import fold
 from ledgerflow.events.states import STATE_NAMES, TERMINAL, StateType, state_from_event_type
@@ -91,9 +92,9 @@ class Identity(NamedTuple):
     input_hash: str
 
 
-@dataclass(frozen=True)
-class Prior:
-    """A task run of the original run, as a replay may reuse it."""
+class Prior(NamedTuple):
+    """A task run of the original run, as a replay may reuse it (a plan holds one per task
+    run of the original: a tuple is built in a third of a frozen dataclass's time)."""
 
     task_run_id: str
     task_name: str
@@ -172,9 +173,9 @@ def priors_of(events: Iterable[StoredEvent]) -> list[tuple[Identity | None, Prio
     created: dict[str, dict[str, Any]] = {}
     final: dict[str, StoredEvent] = {}
     for event in events:
-        if event.type == "task-run.created":
+        if creates_task_run(event.type, event.data):
             created[event.data["task_run_id"]] = event.data
-        elif event.type.startswith("task-run."):
+        if event.type != "task-run.created" and event.type.startswith("task-run."):
             parsed = state_from_event_type(event.type)
             if parsed is not None and "task_run_id" in event.data:
                 final[event.data["task_run_id"]] = event
@@ -198,34 +199,36 @@ def priors_of(events: Iterable[StoredEvent]) -> list[tuple[Identity | None, Prio
 def plan_replay(log: EventLog, original: str, options: ReplayOptions = ReplayOptions(), *, cut: bool = False) -> ReplayPlan:
     """The plan of a replay of `original`, read from its stream (and its subflows' outcomes);
     `cut`: nothing may be reused any more (a parent's `from_task` was already reached)."""
-    events = log.read_stream(flow_run_stream(original), types=_PLAN_TYPES)
-    if not events and not log.read_stream(flow_run_stream(original), limit=1):
-        raise UnknownRun(original)
-    priors: dict[Identity, Prior] = {}
-    ordered: list[tuple[Identity, Prior]] = []
-    for identity, prior in priors_of(events):
-        if prior.child_flow_run_id is not None:
-            prior = _subflow_outcome(log, prior)
-        if identity is not None:
-            priors.setdefault(identity, prior)
-            ordered.append((identity, prior))
+    with cycle_collection_paused():  # thousands of events and priors, none in a cycle
+        events = log.read_stream(flow_run_stream(original), types=_PLAN_TYPES)
+        if not events and not log.read_stream(flow_run_stream(original), limit=1):
+            raise UnknownRun(original)
+        priors: dict[Identity, Prior] = {}
+        ordered: list[tuple[Identity, Prior]] = []
+        for identity, prior in priors_of(events):
+            if prior.child_flow_run_id is not None:
+                prior = _subflow_outcome(log, prior)
+            if identity is not None:
+                priors.setdefault(identity, prior)
+                ordered.append((identity, prior))
     return ReplayPlan(original, priors, options, ordered, cut)
 
 
 def resume_plan(log: EventLog, flow_run_id: str) -> ReplayPlan:
     """What a resumed suspended run may reuse of its own earlier executions: each task call
     that completed with a stored result (the latest such, when it ran more than once)."""
-    events = log.read_stream(flow_run_stream(flow_run_id), types=_PLAN_TYPES)
-    priors: dict[Identity, Prior] = {}
-    ordered: list[tuple[Identity, Prior]] = []
-    for identity, prior in priors_of(events):
-        if prior.child_flow_run_id is not None:
-            prior = _subflow_outcome(log, prior)
-        if identity is None:
-            continue
-        if prior.reusable or identity not in priors:
-            priors[identity] = prior
-        ordered.append((identity, prior))
+    with cycle_collection_paused():
+        events = log.read_stream(flow_run_stream(flow_run_id), types=_PLAN_TYPES)
+        priors: dict[Identity, Prior] = {}
+        ordered: list[tuple[Identity, Prior]] = []
+        for identity, prior in priors_of(events):
+            if prior.child_flow_run_id is not None:
+                prior = _subflow_outcome(log, prior)
+            if identity is None:
+                continue
+            if prior.reusable or identity not in priors:
+                priors[identity] = prior
+            ordered.append((identity, prior))
     return ReplayPlan(flow_run_id, priors, ReplayOptions(), ordered)
 
 

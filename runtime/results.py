@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ class ResultStore:
         if not self.storage.exists(key):
             self.storage.write(key, payload)
 
-    def load_ref(self, ref: dict[str, Any]) -> Any:
+    def load_ref(self, ref: Mapping[str, Any]) -> Any:
         """The value a `ResultRef` names."""
         if not ref.get("persisted") or not ref.get("key"):
             raise LookupError(f"the result was not persisted: {ref.get('reason', 'no key')}")

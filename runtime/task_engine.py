@@ -3,7 +3,8 @@
 A call is a `TaskRun`: it writes `task-run.created` (Pending from then), consults the replay
 plan and the cache, then for each attempt `task-run.Running` and an outcome (`Completed`,
 `Failed`, `TimedOut`, `AwaitingRetry`, `Crashed`, `Cancelled`), each accepted by the rule book
-first. A submitted run whose inputs hold futures is prepared in the task runner's thread: its
+first. In a replay the creation waits for the plan's answer: a reused run is one event,
+`task-run.Reused` carrying the creation's fields. A submitted run whose inputs hold futures is prepared in the task runner's thread: its
 inputs are resolved (waiting for its upstreams) there, so `.submit()` returns at once. An
 upstream that did not complete leaves the run `NotReady`, never started (Prefect's rule).
 The drivers at the bottom only call the function and wait.
@@ -81,6 +82,8 @@ class TaskRun:
         self.cache_key: str | None = None
         self.cache_run_scoped = False
         self.state: RunState | None = None
+        self._creation: dict[str, Any] | None = None
+        """The `task-run.created` data, once the inputs are resolved."""
         self.recorded = False
         self._started = time.perf_counter()
         if not deferred:
@@ -99,19 +102,28 @@ class TaskRun:
         self.name = run_name(self.task.task_run_name, self.parameters, f"{self.task.name}-{self.occurrence}", "task_run_name")
         self.info = RunInfo(self.task_run_id, self.name, self.parameters, self.tags)
         self.input_hash = hash_inputs(hash_view(self.raw, self.parameters))
-        self._record_created(json_safe(self.parameters))
+        self._creation = self._created_data(json_safe(self.parameters))
+        if self.flow_run.replay is None:
+            self._record_created()
+
+    @property
+    def prepared(self) -> bool:
+        return self._creation is not None
 
     def ensure_recorded(self) -> None:
-        """Record a deferred run that never got to resolve its inputs (the flow stopped first)."""
+        """Record a deferred run that never got to resolve its inputs (the flow stopped first),
+        or a replay's run whose creation waited for the plan."""
         if self.recorded:
             return
-        self.parameters, self.upstream, self.upstream_failure = self.raw, [], None
-        self.name = f"{self.task.name}-{self.occurrence}"
-        self.info = RunInfo(self.task_run_id, self.name, {}, self.tags)
-        self.input_hash = None
-        self._record_created(json_safe({name: repr(value) for name, value in self.raw.items()}))
+        if self._creation is None:
+            self.parameters, self.upstream, self.upstream_failure = self.raw, [], None
+            self.name = f"{self.task.name}-{self.occurrence}"
+            self.info = RunInfo(self.task_run_id, self.name, {}, self.tags)
+            self.input_hash = None
+            self._creation = self._created_data(json_safe({name: repr(value) for name, value in self.raw.items()}))
+        self._record_created()
 
-    def _record_created(self, rendered: dict[str, Any]) -> None:
+    def _created_data(self, rendered: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = {
             "task_run_id": self.task_run_id_text,
             "flow_run_id": self.flow_run.flow_run_id,
@@ -126,7 +138,11 @@ class TaskRun:
         }
         if self.child is not None:
             data["child_flow_run_id"] = self.child
-        self.flow_run.emit("task-run.created", data)
+        return data
+
+    def _record_created(self) -> None:
+        assert self._creation is not None
+        self.flow_run.emit("task-run.created", self._creation)
         self.recorded = True
         self.state = _PENDING
 
@@ -159,13 +175,15 @@ class TaskRun:
         upstream did not complete, a replay or the cache has the result)."""
         if self.flow_run.control.stopping:
             return self.cancelled()
-        if self.upstream_failure is not None:
-            return self._not_ready(self.upstream_failure)
         replay = self.flow_run.replay
         if replay is not None:
-            reused = self._reuse(replay.match(self.task.task_key, self.task.name, self.occurrence, self.input_hash))
-            if reused is not None:
-                return reused
+            if self.upstream_failure is None:
+                reused = self._reuse(replay.match(self.task.task_key, self.task.name, self.occurrence, self.input_hash))
+                if reused is not None:
+                    return reused
+            self.ensure_recorded()
+        if self.upstream_failure is not None:
+            return self._not_ready(self.upstream_failure)
         return self._from_cache()
 
     def _not_ready(self, reason: str) -> State:
@@ -179,15 +197,19 @@ class TaskRun:
             return None
         assert prior.result is not None
         try:
-            value = self.flow_run.runtime.results.load_ref(dict(prior.result))
+            value = self.flow_run.runtime.results.load_ref(prior.result)
         except (FileNotFoundError, LookupError) as exc:
+            self.ensure_recorded()
             run_logger(self.flow_run, self.info).warning(
                 "Cannot reuse the result of task run %s (%s): running it again", prior.producer, exc
             )
             return None
         original = self.flow_run.replay.original if self.flow_run.replay else "?"
-        self._transition("Reused", cached_from=prior.producer, result=dict(prior.result),
-                         message=f"reused from flow run {original}")
+        assert self._creation is not None
+        # Pending -> Reused as one event: the creation's fields ride on the state change.
+        self.state = _PENDING
+        self.recorded = self._transition("Reused", **self._creation, cached_from=prior.producer,
+                                         result=dict(prior.result), message=f"reused from flow run {original}")
         self._produced(value)
         return self._completed(value, "Reused")
 
@@ -261,6 +283,7 @@ class TaskRun:
     # -- attempts and outcomes ----------------------------------------------------------------
 
     def running(self) -> None:
+        self.ensure_recorded()  # a replay's run (a subflow's stand-in) may not be yet
         self.attempt += 1
         name = "Running" if self.attempt == 1 else "Retrying"
         self._transition(name, attempt=self.attempt)
@@ -371,7 +394,7 @@ class TaskRun:
 
 
 def run_sync(run: TaskRun) -> State:
-    if not run.recorded:
+    if not run.prepared:
         run.prepare()
     final = run.begin()
     if final is not None:
@@ -439,7 +462,7 @@ async def run_async(run: TaskRun) -> State:
 
 
 async def _run_async(run: TaskRun) -> State:
-    if not run.recorded:
+    if not run.prepared:
         run.prepare()
     final = run.begin()
     if final is not None:

@@ -73,16 +73,29 @@ class SyntheticRun:
 
     def task(self, task_name: str, *, upstream: list[str] | None = None,
              child_flow_run_id: str | None = None, tags: list[str] | None = None) -> str:
-        task_id = str(uuid.uuid4())
+        created = self._creation(task_name, upstream, child_flow_run_id, tags)
+        self._emit("task-run.created", created.as_data())
+        return created.task_run_id
+
+    def reused_task(self, task_name: str, cached_from: str, *, upstream: list[str] | None = None) -> str:
+        """A task run a replay reused: one `task-run.Reused` that carries its creation."""
+        created = self._creation(task_name, upstream, None, None)
+        self._emit("task-run.Reused", created.as_data() | StateChanged(
+            flow_run_id=self.id, task_run_id=created.task_run_id, state_type=STATE_NAMES["Reused"],
+            state_name="Reused", cached_from=cached_from,
+        ).as_data())
+        return created.task_run_id
+
+    def _creation(self, task_name: str, upstream: list[str] | None, child_flow_run_id: str | None,
+                  tags: list[str] | None) -> TaskRunCreated:
         occurrence = self._occurrences.get(task_name, 0)
         self._occurrences[task_name] = occurrence + 1
-        self._emit("task-run.created", TaskRunCreated(
-            task_run_id=task_id, flow_run_id=self.id, task_key=f"flows.{task_name}",
+        return TaskRunCreated(
+            task_run_id=str(uuid.uuid4()), flow_run_id=self.id, task_key=f"flows.{task_name}",
             task_name=task_name, run_name=f"{task_name}-{occurrence}", occurrence=occurrence,
             input_hash=uuid.uuid4().hex[:16], upstream=upstream or [], tags=tags or [],
             parameters={"x": occurrence}, child_flow_run_id=child_flow_run_id,
-        ).as_data())
-        return task_id
+        )
 
     def task_state(self, task_id: str, name: str, *, attempt: int = 1, error: str | None = None,
                    cached_from: str | None = None, after: timedelta | None = None) -> None:
@@ -139,9 +152,12 @@ def random_run(
     previous: list[str] = []
     failed = False
     for n in range(tasks):
+        outcome = rng.random()
+        if outcome < 0.05:
+            previous.append(run.reused_task(f"t{n % 3}", str(uuid.uuid4()), upstream=previous[-1:]))
+            continue
         task_id = run.task(f"t{n % 3}", upstream=previous[-1:])
         run.task_state(task_id, "Pending")
-        outcome = rng.random()
         if outcome < 0.1:
             run.task_state(task_id, "Completed" if rng.random() < 0.5 else "Cached",
                            cached_from=str(uuid.uuid4()) if rng.random() < 0.5 else None)

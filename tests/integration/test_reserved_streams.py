@@ -74,6 +74,20 @@ def test_run_streams_take_only_valid_payloads_and_legal_transitions(store: Event
     assert check_appends(store, [StreamAppend(run.stream, [done])])[0].events == [done]
 
 
+def test_a_reused_task_run_is_one_event_that_must_carry_a_valid_creation(store: EventStore) -> None:
+    run = running_run(store)
+    reuser = SyntheticRun("etl", CLOCK, run_id=run.id)
+    reused_id = reuser.reused_task("load", "origin-task")
+    reused = reuser.events[-1]
+    refused(store, run.stream, "task-run.Reused", {**reused.data, "occurrence": "first"}, "occurrence")
+    refused(store, run.stream, "task-run.Reused", {**reused.data, "task_run_id": run.task_id},  # type: ignore[attr-defined]
+            "already exists")
+    [checked] = check_appends(store, [StreamAppend(run.stream, [reused])])
+    store.append_streams([checked])
+    refused(store, run.stream, "task-run.Running", state(run.id, "Running", "RUNNING", task_run_id=reused_id),
+            "already Reused")
+
+
 def test_the_cache_reads_only_what_is_new_and_still_sees_retries(store: EventStore) -> None:
     run = running_run(store)
     cache = RunStreamCache()

@@ -90,6 +90,21 @@ def test_cached_results_point_at_their_origin_in_runs_and_lineage() -> None:
     assert edges == {("upstream", first, second), ("cached", "origin-task", second)}
 
 
+def test_a_reused_task_run_is_one_event_that_creates_it_in_runs_lineage_and_analytics() -> None:
+    run = SyntheticRun("etl", T0)
+    first = run.task("extract")
+    second = run.reused_task("load", "origin-task", upstream=[first])
+    events = as_stored(run.events)
+    row = fold_runs({}, events)["task_runs"][second]
+    assert (row["task_name"], row["run_name"], row["state_name"], row["cached_from"]) == ("load", "load-0", "Reused", "origin-task")
+    assert orjson.loads(row["upstream"]) == [first] and row["created"] == events[-1].occurred
+    lineage = fold_lineage({}, events)
+    assert lineage["nodes"][second]["name"] == "load-0"
+    edges = {(e["kind"], e["source"], e["target"]) for e in lineage["edges"].values()}
+    assert edges == {("upstream", first, second), ("cached", "origin-task", second)}
+    assert _buckets(fold_analytics({}, events), "task")["load"]["completed"] == 1
+
+
 def test_lineage_links_subflows_and_replays() -> None:
     parent = SyntheticRun("parent", T0)
     stand_in = parent.task("child")

@@ -9,6 +9,7 @@ import pytest
 
 from ledgerflow import ReplayError, replay
 from ledgerflow.events import EventStore
+from ledgerflow.events.payloads import creates_task_run
 from ledgerflow.events.runs import read_flow_run, request_flow_run
 from ledgerflow.runtime import config, execute_flow_run
 from ledgerflow.runtime.replays import ReplayOptions, plan_replay
@@ -31,9 +32,9 @@ def task_states(store: EventStore, run_id: str) -> dict[str, str]:
     names: dict[str, str] = {}
     final: dict[str, str] = {}
     for event in run_events(store, run_id):
-        if event.type == "task-run.created":
+        if creates_task_run(event.type, event.data):
             names[event.data["task_run_id"]] = event.data["run_name"]
-        elif event.type.startswith("task-run."):
+        if event.type != "task-run.created" and event.type.startswith("task-run."):
             final[event.data["task_run_id"]] = event.type.partition(".")[2]
     return {names[k]: v for k, v in final.items()}
 
@@ -61,8 +62,10 @@ def test_a_flow_failing_at_task_7_replays_tasks_7_to_10_only(runs: EventStore, t
     originals = {e.data["run_name"]: e.data["task_run_id"] for e in run_events(runs, original) if e.type == "task-run.created"}
     reused = [e for e in history.events if e.type == "task-run.Reused"]
     assert len(reused) == 6
-    names = {e.data["task_run_id"]: e.data["run_name"] for e in history.events if e.type == "task-run.created"}
-    assert all(e.data["cached_from"] == originals[names[e.data["task_run_id"]]] for e in reused)
+    assert all(e.data["cached_from"] == originals[e.data["run_name"]] for e in reused)
+    # A reused task run is that one event: it carries its creation, and nothing else is written of it.
+    assert all(creates_task_run(e.type, e.data) for e in reused)
+    assert not {e.data["task_run_id"] for e in reused} & {e.data.get("task_run_id") for e in history.events if e not in reused}
     # The original is untouched.
     assert read_flow_run(runs, original).state.name == "Failed"  # type: ignore[union-attr]
 
@@ -100,7 +103,7 @@ def test_a_completed_subflow_is_reused_whole_and_a_failed_one_replayed_inside(ru
     assert isinstance(replayed, State) and replayed.result() == (1 + 101) + (2 + 102) + 200
     assert replay_flows.executed(tmp_path) == ["step-102", "step-200"]
     events = run_events(runs, str(replayed.flow_run_id))
-    stand_ins = [e for e in events if e.type == "task-run.created" and e.data["task_name"] == "inner"]
+    stand_ins = [e for e in events if creates_task_run(e.type, e.data) and e.data["task_name"] == "inner"]
     assert len(stand_ins) == 2
     assert "child_flow_run_id" not in stand_ins[0].data  # reused whole: no child run at all
     child = stand_ins[1].data["child_flow_run_id"]
