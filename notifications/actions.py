@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-import httpx
+import aiohttp
 
 from ledgerflow.events.deployments import DeploymentError, request_deployment_run
 from ledgerflow.events.errors import ConcurrencyConflict
@@ -44,11 +44,11 @@ _MAX_CHAIN = 1000
 
 
 class ActionRunner:
-    def __init__(self, log: RunLog, blocks: Callable[[str], Block], clients: Callable[[str], httpx.AsyncClient]) -> None:
+    def __init__(self, log: RunLog, blocks: Callable[[str], Block], session: aiohttp.ClientSession) -> None:
         self._log = log
         self._load_block = blocks
-        self._clients = clients
-        """The HTTP client for a block (one pool per block: see notifications/dispatch.py)."""
+        self._session = session
+        """The dispatcher's HTTP session (keep-alive connections shared by every HTTP sender)."""
         self._blocks: dict[str, tuple[float, Block]] = {}
 
     async def run(self, action: StoredEvent) -> dict[str, Any]:
@@ -88,11 +88,11 @@ class ActionRunner:
     def _notifier(self, kind: str, name: str) -> Notifier:
         block = self._block(name)
         if kind == "slack" and isinstance(block, SlackWebhook):
-            return SlackNotifier(block, self._clients(name))
+            return SlackNotifier(block, self._session)
         if kind == "email" and isinstance(block, SmtpServer):
             return EmailNotifier(block)
         if kind == "webhook" and isinstance(block, Webhook):
-            return WebhookNotifier(block, self._clients(name))
+            return WebhookNotifier(block, self._session)
         raise ActionRefused(f"block {name!r} is a {block.block_type} block: a {kind} action needs another type")
 
     def _block(self, name: str) -> Block:

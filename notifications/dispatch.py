@@ -1,7 +1,8 @@
 """Deliveries: concurrent, bounded, retried with exponential backoff, outcomes recorded.
 
-The dispatcher runs an asyncio loop on a thread of its own, with one small `httpx.AsyncClient`
-pool per target (block). At most `concurrency` actions are carried out at once, and at most
+The dispatcher runs an asyncio loop on a thread of its own, with one aiohttp session whose
+keep-alive connections every HTTP sender shares. At most `concurrency` actions are carried out
+at once, and at most
 `per_target` for one block (or one action type without a block), so a slow or dead webhook
 holds only its own slots: a storm of failures for one target never queues every other
 target's deliveries behind it.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import httpx
+import aiohttp
 
 from ledgerflow.events.model import StoredEvent, StreamAppend
 from ledgerflow.notifications.errors import ActionRefused, DeliveryError
@@ -34,7 +35,6 @@ __all__ = ["Dispatcher", "Outcome", "RetryPolicy", "record_outcomes"]
 _log = logging.getLogger("ledgerflow.notifications")
 
 RunAction = Callable[[StoredEvent], Awaitable[dict[str, Any]]]
-ClientFor = Callable[[str], httpx.AsyncClient]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Outcome:
 class Dispatcher:
     def __init__(
         self,
-        make_runner: Callable[[ClientFor], RunAction],
+        make_runner: Callable[[aiohttp.ClientSession], RunAction],
         record: Callable[[Sequence[Outcome]], None],
         *,
         concurrency: int = 64,
@@ -151,26 +151,14 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[Outcome] = []
         self._closing = False
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        try:
-            await self._serve(loop)
-        finally:
-            for client in self._clients.values():
-                await client.aclose()
+        # The slots bound the connections: the per-target gates keep a slow target to its own.
+        connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await self._serve(loop, session)
         self._loop = None
 
-    def _client_for(self, target: str) -> httpx.AsyncClient:
-        # One small pool per target: httpx's pool slows down as it grows (a pool of 64
-        # connections delivers a fraction of what a few pools of 4 do), and a slow target
-        # keeps to its own connections.
-        client = self._clients.get(target)
-        if client is None:
-            limits = httpx.Limits(max_connections=self._per_target, max_keepalive_connections=self._per_target)
-            client = self._clients[target] = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10.0))
-        return client
-
-    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._runner = self._make_runner(self._client_for)
+    async def _serve(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+        self._runner = self._make_runner(session)
         flusher = asyncio.create_task(self._flusher())
         self._loop = loop
         with self._lock:

@@ -61,6 +61,10 @@ __all__ = ["LEASE", "AutomationEngine", "EngineStateMoved"]
 _log = logging.getLogger("ledgerflow.notifications")
 _OUTCOMES = frozenset({"action.succeeded", "action.failed"})
 _FACTS_CACHE = 20_000
+_RUNS_CACHE = 1_000
+_RUN_EVENTS = 64
+"""A run's stream is kept from the log (for the templates' `flow_run`) up to this many events;
+a longer one is read when a firing needs it."""
 LEASE = 15.0
 """Seconds an engine's lease lasts unless renewed (a dead engine's is taken over after that)."""
 _RENEW_AFTER = 2 / 3
@@ -97,7 +101,9 @@ class AutomationEngine:
         """Where an engine with no saved state begins (its consumer's start): automations act
         on what happens from then on, not on the history before (the backtest is for that)."""
         self._lock = threading.RLock()
-        self._facts: OrderedDict[str, RunFacts | None] = OrderedDict()
+        self._facts: OrderedDict[str, RunFacts] = OrderedDict()
+        self._runs: OrderedDict[str, list[StoredEvent]] = OrderedDict()
+        """The streams of the runs created since the state was loaded, as read from the log."""
         self._loaded = False
         self._recovered = False
         self.cursor = self.start
@@ -126,6 +132,7 @@ class AutomationEngine:
                 key: (str(value[0]), int(value[1])) for key, value in saved.get("pending", {}).items()
             }
             self._restored = set(self.pending)
+            self._runs.clear()  # another engine may have handled events of theirs meanwhile
             self._loaded, self._recovered = True, False
 
     def _save(self) -> bool:
@@ -236,6 +243,26 @@ class AutomationEngine:
                 self.evaluator.remove(changed)
         elif event.type in _OUTCOMES:
             self.pending.pop(str(event.data.get("action_id")), None)
+        elif event.type == "flow-run.created":
+            run_id = run_id_of(event)
+            if run_id is not None and event.stream == flow_run_stream(run_id):
+                self._remember(run_id, RunFacts.from_created(run_id, event.data))  # no read when it fails
+                self._runs[run_id] = [event]
+                if len(self._runs) > _RUNS_CACHE:
+                    self._runs.popitem(last=False)
+                return
+        self._follow_run(event)
+
+    def _follow_run(self, event: StoredEvent) -> None:
+        """Add `event` to its run's stream, if that run's stream is kept since its creation."""
+        run_id = run_id_of(event)
+        known = self._runs.get(run_id) if run_id is not None and event.stream == flow_run_stream(run_id) else None
+        if known is None or event.stream_position <= known[-1].stream_position:
+            return  # not kept, or handled again after a reload
+        if event.stream_position == known[-1].stream_position + 1 and len(known) < _RUN_EVENTS:
+            known.append(event)
+        else:  # a gap, or too long to keep: read it when a firing needs it
+            del self._runs[str(run_id)]
 
     def _run_facts(self, event: StoredEvent) -> RunFacts | None:
         run_id = run_id_of(event)
@@ -246,12 +273,16 @@ class AutomationEngine:
             return self._facts[run_id]
         first = self.store.read_stream(flow_run_stream(run_id), limit=1)
         created = first[0].data if first and first[0].type == "flow-run.created" else None
-        facts = RunFacts.from_created(run_id, created) if created is not None else None
-        if created is not None:  # an unknown run may be created later: look again then
-            self._facts[run_id] = facts
-            if len(self._facts) > _FACTS_CACHE:
-                self._facts.popitem(last=False)
+        if created is None:  # an unknown run may be created later: look again then
+            return None
+        facts = RunFacts.from_created(run_id, created)
+        self._remember(run_id, facts)
         return facts
+
+    def _remember(self, run_id: str, facts: RunFacts) -> None:
+        self._facts[run_id] = facts
+        if len(self._facts) > _FACTS_CACHE:
+            self._facts.popitem(last=False)
 
     # -- firing ----------------------------------------------------------------------------
 
@@ -282,7 +313,8 @@ class AutomationEngine:
         flow_run = None
         if run_id is not None:
             if run_id not in run_streams:
-                run_streams[run_id] = self.store.read_stream(flow_run_stream(run_id))
+                kept = self._runs.get(run_id)
+                run_streams[run_id] = list(kept) if kept is not None else self.store.read_stream(flow_run_stream(run_id))
             flow_run = run_as_of(run_id, run_streams[run_id], event)
         context = template_context(event, flow_run, firing.automation)
         return firing_events(firing.id, firing.automation, firing.fired, event, run_id, context)

@@ -92,7 +92,7 @@ def automation_service(
     """The engine over `store`, reading blocks with `keys` (a box, or the blocks themselves)."""
     blocks = keys if isinstance(keys, BlockStore) else BlockStore(engine_of(store), keys)
     dispatcher = Dispatcher(
-        lambda clients: ActionRunner(store, blocks.get, clients).run,
+        lambda session: ActionRunner(store, blocks.get, session).run,
         lambda outcomes: record_outcomes(store.append_streams, outcomes),
         concurrency=concurrency, per_target=per_target, retry=retry,
     )

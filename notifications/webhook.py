@@ -6,25 +6,26 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 
 from ledgerflow.notifications.blocks import Webhook
-from ledgerflow.notifications.notifier import check_response, transport_error
+from ledgerflow.notifications.notifier import request
 from ledgerflow.notifications.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 __all__ = ["WebhookNotifier"]
 
 
 class WebhookNotifier:
-    def __init__(self, block: Webhook, client: httpx.AsyncClient) -> None:
+    def __init__(self, block: Webhook, session: aiohttp.ClientSession) -> None:
         self._block = block
         self._url = block.url.get_secret_value()
-        self._client = client
+        self._session = session
 
     async def send(self, message: Mapping[str, Any], key: str) -> dict[str, Any]:
         body = str(message.get("body", "")).encode()
         timestamp = int(time.time())
-        headers = httpx.Headers({"content-type": "application/json", "user-agent": "ledgerflow"})
+        headers: CIMultiDict[str] = CIMultiDict({"content-type": "application/json", "user-agent": "ledgerflow"})
         headers.update({name: value.get_secret_value() for name, value in self._block.headers.items()})
         headers.update(message.get("headers") or {})
         # Ours last: neither the block nor the rule can forge the signature or the key.
@@ -32,10 +33,5 @@ class WebhookNotifier:
         headers[SIGNATURE_HEADER] = sign(self._block.secret.get_secret_value(), timestamp, body)
         headers[DELIVERY_HEADER] = key
         method = message.get("method") or self._block.method
-        try:
-            response = await self._client.request(
-                method, self._url, content=body, headers=headers, timeout=self._block.timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, "webhook", self._url) from None
-        return check_response(response, "webhook")
+        return await request(self._session, method, self._url, what="webhook", body=body, headers=headers,
+                             timeout=self._block.timeout)

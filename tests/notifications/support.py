@@ -50,7 +50,7 @@ def fire_by_hand(store: EventStore, automation: Automation, event: StoredEvent) 
 def dispatching(store: EventStore, blocks: BlockStore, **options: object) -> Iterator[Dispatcher]:
     options.setdefault("retry", FAST)
     dispatcher = Dispatcher(
-        lambda clients: ActionRunner(store, blocks.get, clients).run,
+        lambda session: ActionRunner(store, blocks.get, session).run,
         lambda outcomes: record_outcomes(store.append_streams, outcomes),
         **options,  # type: ignore[arg-type]
     )

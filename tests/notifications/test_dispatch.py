@@ -108,3 +108,27 @@ def test_a_slow_target_does_not_hold_up_the_others(
         assert len(app.at("/slow")) == 3  # never more than its own slots at once
         assert outcomes_of(store, slow) == []
     assert sorted(orjson.loads(h.body)["n"] for h in app.at("/fast")) == list(range(10))
+
+
+def test_concurrent_deliveries_over_the_shared_session_record_one_outcome_each(
+    store: EventStore, blocks: BlockStore, receiver: tuple[HttpReceiver, str],
+) -> None:
+    app, url = receiver
+    app.plans["/hook/0"] = [503, 503]  # retried deliveries among them still get one outcome each
+    automations = []
+    for i in range(5):
+        blocks.create(f"hook-{i}", parse_block("webhook", {"url": f"{url}/hook/{i}", "secret": "secret-123"}))
+        automations.append(create_automation(store, RULE.format(name=f"rule-{i}", block=f"hook-{i}")))
+    events = store.append("custom-source", [NewEvent(type="custom.happened", data={"n": n}) for n in range(20)])
+    actions = {automation.id: [a for e in events for a in fire_by_hand(store, automation, e)] for automation in automations}
+    with dispatching(store, blocks, concurrency=16, per_target=4) as dispatcher:
+        assert dispatcher.submit([a for each in actions.values() for a in each]) == 100
+        assert dispatcher.wait_idle(60)
+    hits = [h for i in range(5) for h in app.at(f"/hook/{i}")]
+    assert len(hits) == 102  # each action once, and the two answered 503 once more
+    assert {h.headers["x-ledgerflow-delivery"] for h in hits} == {str(a.id) for each in actions.values() for a in each}
+    for i, automation in enumerate(automations):
+        assert {orjson.loads(h.body)["n"] for h in app.at(f"/hook/{i}")} == set(range(20))
+        outcomes = outcomes_of(store, automation)
+        assert {o.type for o in outcomes} == {"action.succeeded"}
+        assert sorted(o.data["action_id"] for o in outcomes) == sorted(str(a.id) for a in actions[automation.id])

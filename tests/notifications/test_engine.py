@@ -212,3 +212,31 @@ def test_one_engine_at_a_time_and_a_takeover(
         with pytest.raises(EngineStateMoved):  # the old holder's stale state is refused
             pump(first, store)
     assert [orjson.loads(m.body)["text"] for m in app.at("/slack")] == ["after the takeover"]
+
+
+AS_OF = """
+name: as-of
+trigger: {match: {events: ["flow-run.Failed"]}}
+actions: [{type: slack, block: ops, text: "{{ flow_run.run_name }} {{ flow_run.state_name }}: {{ event.data.message }}"}]
+"""
+
+
+def test_the_run_in_templates_is_the_same_whether_its_stream_was_kept_or_is_read(
+    store: EventStore, blocks: BlockStore, receiver: tuple[HttpReceiver, str],
+) -> None:
+    app, _ = receiver
+    create_automation(store, AS_OF)
+    runs = Runs(store, datetime.now(UTC))
+    with running_engine(store, blocks, Clock(time.time())) as engine:
+        read = runs.created(0, "etl")  # handled before the reload below: its stream is read
+        runs.state(read, "Running", 1)
+        runs.settled()
+        pump(engine, store)
+        engine.load()
+        runs.state(read, "Failed", 2, "read")
+        kept, _ = runs.failed_run(3, "etl", "kept")  # created since the load: its stream is kept
+        runs.settled()
+        pump(engine, store)
+        wait_until(lambda: len(app.at("/slack")) == 2, what="both alerts")
+    texts = sorted(orjson.loads(m.body)["text"] for m in app.at("/slack"))
+    assert texts == sorted([f"etl-{kept[-6:]} Failed: kept", f"etl-{read[-6:]} Failed: read"])

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 import pytest
 
@@ -31,7 +31,7 @@ def receiver() -> Iterator[tuple[HttpReceiver, str]]:
 
 def _send(make: Any, message: dict[str, Any], key: str = "key-1") -> dict[str, Any]:
     async def go() -> dict[str, Any]:
-        async with httpx.AsyncClient() as client:
+        async with aiohttp.ClientSession() as client:
             result: dict[str, Any] = await make(client).send(message, key)
             return result
 
