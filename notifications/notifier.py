@@ -7,19 +7,25 @@ event) and returns details worth recording (an HTTP status); it raises DeliveryE
 
 The HTTP senders use the dispatcher's shared aiohttp session (keep-alive connections): at a
 thousand deliveries a second, httpx's async client spent several times the CPU per request.
+Requests go through the proxy that `HTTP_PROXY` / `HTTPS_PROXY` name, except to hosts in
+`NO_PROXY`; those variables are read once, at the first delivery (per request, reading them
+costs about what the request does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import urllib.request
 from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from ledgerflow.notifications.errors import DeliveryError
 
-__all__ = ["Notifier", "request"]
+__all__ = ["Notifier", "environment_proxies", "request"]
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -36,7 +42,7 @@ async def request(
     408, 425, 429, 5xx and transport errors, whose message never repeats the secret URL)."""
     try:
         async with session.request(
-            method, url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
+            method, url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), proxy=_proxy_for(url),
         ) as response:
             text = await response.text(errors="replace")  # read to the end: the connection is kept for the next
             status = response.status
@@ -48,3 +54,19 @@ async def request(
     retryable = status >= 500 or status in _RETRYABLE_STATUS
     text = text[:300].strip()
     raise DeliveryError(f"{what} answered HTTP {status}" + (f": {text}" if text else ""), retryable=retryable)
+
+
+@functools.cache
+def environment_proxies() -> dict[str, str]:
+    """`{scheme: proxy URL, "no": hosts}` from the process's `*_PROXY` variables."""
+    return urllib.request.getproxies_environment()
+
+
+def _proxy_for(url: str) -> str | None:
+    proxies = environment_proxies()
+    if not proxies:
+        return None
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+        return None
+    return proxies.get(parts.scheme)

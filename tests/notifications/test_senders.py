@@ -14,6 +14,7 @@ import pytest
 from ledgerflow.notifications.blocks import SlackWebhook, SmtpServer, Webhook
 from ledgerflow.notifications.errors import DeliveryError
 from ledgerflow.notifications.mail import EmailNotifier
+from ledgerflow.notifications.notifier import environment_proxies
 from ledgerflow.notifications.signing import verify
 from ledgerflow.notifications.slack import SlackNotifier
 from ledgerflow.notifications.webhook import WebhookNotifier
@@ -66,6 +67,32 @@ def test_webhook_is_signed_over_timestamp_and_body(receiver: tuple[HttpReceiver,
     assert not verify("another-secret", timestamp, got.body, signature)
     assert not verify(SECRET, timestamp, got.body + b" ", signature)
     assert not verify(SECRET, str(int(timestamp) - 1000), got.body, signature)
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """A clean slate of *_PROXY variables, read anew by the senders."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    environment_proxies.cache_clear()
+    yield monkeypatch
+    environment_proxies.cache_clear()
+
+
+def test_deliveries_go_through_the_environments_proxy_except_to_no_proxy_hosts(
+    receiver: tuple[HttpReceiver, str], proxy_environment: pytest.MonkeyPatch,
+) -> None:
+    app, proxy = receiver  # the receiver stands in for the proxy: it gets the request for the target
+    proxy_environment.setenv("HTTP_PROXY", proxy)
+    proxy_environment.setenv("NO_PROXY", "direct.example.invalid")
+    block = Webhook.model_validate(dict(url="http://hooks.example.invalid/hook", secret=SECRET))
+    assert _send(lambda c: WebhookNotifier(block, c), {"body": "{}"}) == {"status": 200}
+    [got] = app.at("/hook")
+    assert got.headers["host"] == "hooks.example.invalid"
+    bypassed = Webhook.model_validate(dict(url="http://direct.example.invalid/hook", secret=SECRET))
+    with pytest.raises(DeliveryError, match="unreachable"):  # sent directly: that host does not exist
+        _send(lambda c: WebhookNotifier(bypassed, c), {"body": "{}"})
+    assert len(app.at("/hook")) == 1
 
 
 def test_a_rule_cannot_forge_the_signature_headers(receiver: tuple[HttpReceiver, str]) -> None:
