@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -56,6 +56,10 @@ async def request(
     raise DeliveryError(f"{what} answered HTTP {status}" + (f": {text}" if text else ""), retryable=retryable)
 
 
+_proxy_bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+"""NO_PROXY matching as urllib does it (public in CPython, missing from typeshed)."""
+
+
 @functools.cache
 def environment_proxies() -> dict[str, str]:
     """`{scheme: proxy URL, "no": hosts}` from the process's `*_PROXY` variables."""
@@ -67,6 +71,6 @@ def _proxy_for(url: str) -> str | None:
     if not proxies:
         return None
     parts = urlsplit(url)
-    if urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+    if _proxy_bypass(parts.hostname or "", proxies):
         return None
     return proxies.get(parts.scheme)
