@@ -64,7 +64,11 @@ def projection_service(read_model: ReadModel) -> LoopService:
 
 
 def runner_service(state: ServerState, api: ApiSettings, settings: Settings) -> RunLauncher:
-    """The built-in runner: due requested runs of the built-in pools, each in a child process."""
+    """The built-in runner: due requested runs of the built-in pools, each in a child process.
+
+    The run processes talk to this server (remote mode, as a worker's do), not to the
+    database: a hundred runs at once hold no connection of their own, where each used to
+    open its own and PostgreSQL's max_connections (100 by default) refused them."""
 
     prefetch = timedelta(seconds=api.runner_prefetch_seconds)
 
@@ -77,7 +81,7 @@ def runner_service(state: ServerState, api: ApiSettings, settings: Settings) -> 
         except EventStoreError:  # the database went away: nothing is due until it is back
             return []
 
-    child = ChildSettings(str(settings.home), settings.store_url)
+    child = ChildSettings(str(settings.home), settings.store_url, api.own_url, api.runner_key if api.auth else None)
     return RunLauncher(due, child, concurrency=api.runner_concurrency)
 
 

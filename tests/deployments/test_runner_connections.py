@@ -1,0 +1,59 @@
+"""The server's built-in runner executes many runs at once within a small PostgreSQL
+connection budget: its run processes talk to the server, not to the database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from ledgerflow.api.http.app import create_app
+from ledgerflow.events import EventStore, open_store
+from ledgerflow.events.runs import read_flow_run, request_flow_run
+from tests.api.conftest import api_settings, free_port, serving, settings_for, wait_until
+from tests.deployments.test_concurrency_and_serve import FLOWS, REPO, state_name
+
+RUNS = 40
+BUDGET = 45
+"""Connections the server's role may hold: a bound on the server's own pools, fewer than
+RUNS run processes would open with one store each."""
+
+
+@pytest.fixture
+def limited_url(postgres_server_url: str, postgres_schema_url: str) -> Iterator[str]:
+    """The test's schema, reached as a role with a CONNECTION LIMIT of BUDGET."""
+    role = f"lf_{uuid.uuid4().hex[:10]}"
+    schema = make_url(postgres_schema_url).query["options"].removeprefix("-csearch_path=")  # type: ignore[union-attr]
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}' CONNECTION LIMIT {BUDGET}")
+        conn.execute(f"GRANT ALL ON SCHEMA {schema} TO {role}")
+    yield make_url(postgres_schema_url).set(username=role, password=role).render_as_string(hide_password=False)
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        conn.execute(f"DROP OWNED BY {role} CASCADE")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_runs_at_once_do_not_open_connections_of_their_own(limited_url: str, postgres_schema_url: str,
+                                                           tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    port = free_port()
+    app = create_app(settings_for(tmp_path / "server", limited_url),
+                     api_settings(port=port, run_runner=True, runner_concurrency=RUNS))
+    with serving(app, port), open_store(postgres_schema_url) as store:
+        ids = [str(request_flow_run(store, flow_name="gated", entrypoint=f"{FLOWS}:gated", working_dir=str(REPO),
+                                    parameters={"gate": str(gate)}).data["flow_run_id"])
+               for _ in range(RUNS)]
+        # Every run running at once, each in its own process, the server within its budget.
+        wait_until(lambda: all(state_name(store, run_id) == "Running" for run_id in ids), timeout=300)
+        gate.touch()
+        wait_until(lambda: all(state_name(store, run_id) == "Completed" for run_id in ids), timeout=120)
+        assert all(executed_once(store, run_id) for run_id in ids)
+
+
+def executed_once(store: EventStore, run_id: str) -> bool:
+    return [e.type for e in read_flow_run(store, run_id).events].count("flow-run.Pending") == 1
