@@ -1,5 +1,6 @@
-"""The server's built-in runner executes many runs at once within a small PostgreSQL
-connection budget: its run processes talk to the server, not to the database."""
+"""The server's built-in runner: its run processes talk to the server, not to the database,
+so many runs at once fit a small PostgreSQL connection budget; with auth on they present the
+server's own key, of scope worker."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
@@ -57,3 +59,17 @@ def test_runs_at_once_do_not_open_connections_of_their_own(limited_url: str, pos
 
 def executed_once(store: EventStore, run_id: str) -> bool:
     return [e.type for e in read_flow_run(store, run_id).events].count("flow-run.Pending") == 1
+
+
+def test_with_auth_on_the_runs_present_the_servers_own_key(store_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    api = api_settings(port=port, auth=True, run_runner=True)
+    with serving(create_app(settings_for(tmp_path / "server", store_url), api), port) as url, \
+            open_store(store_url) as store:
+        assert httpx.post(f"{url}/api/events", json={"appends": []}).status_code == 401
+        run_id = str(request_flow_run(store, flow_name="double", entrypoint=f"{FLOWS}:double", working_dir=str(REPO),
+                                      parameters={"n": 21}).data["flow_run_id"])
+        wait_until(lambda: state_name(store, run_id) == "Completed", timeout=120)
+        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {api.runner_key}"}) as runner:
+            assert runner.get("/api/whoami").json() == {"name": "built-in runner", "scope": "worker", "auth": True}
+            assert runner.post("/api/deployments", json={}).status_code == 403  # a worker's scope, no more
