@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from ledgerflow.api.http.app import create_app
-from ledgerflow.events import EventStore, open_store
+from ledgerflow.events import ANY, EventStore, NewEvent, StreamAppend, open_store
 from ledgerflow.events.runs import read_flow_run, request_flow_run
+from ledgerflow.runtime.spool import Spool
 from tests.api.conftest import api_settings, free_port, serving, settings_for, wait_until
 from tests.deployments.test_concurrency_and_serve import FLOWS, REPO, state_name
 
@@ -73,3 +74,14 @@ def test_with_auth_on_the_runs_present_the_servers_own_key(store_url: str, tmp_p
         with httpx.Client(base_url=url, headers={"authorization": f"Bearer {api.runner_key}"}) as runner:
             assert runner.get("/api/whoami").json() == {"name": "built-in runner", "scope": "worker", "auth": True}
             assert runner.post("/api/deployments", json={}).status_code == 403  # a worker's scope, no more
+
+
+def test_a_starting_server_stores_what_its_runs_kept_in_the_spool(store_url: str, tmp_path: Path) -> None:
+    """Runs go on through the server's shutdown, when it no longer takes their events."""
+    home = tmp_path / "server"
+    Spool.in_home(home).append([StreamAppend("spooled", [NewEvent(type="note", data={"n": 1})], ANY)])
+    port = free_port()
+    with serving(create_app(settings_for(home, store_url), api_settings(port=port, run_runner=True)), port), \
+            open_store(store_url) as store:
+        assert [e.type for e in store.read_stream("spooled")] == ["note"]
+    assert Spool.in_home(home).pending() == 0
