@@ -1,6 +1,6 @@
-"""The server's built-in runner: its run processes talk to the server, not to the database,
-so many runs at once fit a small PostgreSQL connection budget; with auth on they present the
-server's own key, of scope worker."""
+"""The server's built-in runner on PostgreSQL: its run processes talk to the server, not to
+the database, so many runs at once fit a small connection budget; with auth on they present
+the server's own key, of scope worker."""
 
 from __future__ import annotations
 
@@ -62,11 +62,11 @@ def executed_once(store: EventStore, run_id: str) -> bool:
     return [e.type for e in read_flow_run(store, run_id).events].count("flow-run.Pending") == 1
 
 
-def test_with_auth_on_the_runs_present_the_servers_own_key(store_url: str, tmp_path: Path) -> None:
+def test_with_auth_on_the_runs_present_the_servers_own_key(postgres_schema_url: str, tmp_path: Path) -> None:
     port = free_port()
     api = api_settings(port=port, auth=True, run_runner=True)
-    with serving(create_app(settings_for(tmp_path / "server", store_url), api), port) as url, \
-            open_store(store_url) as store:
+    with serving(create_app(settings_for(tmp_path / "server", postgres_schema_url), api), port) as url, \
+            open_store(postgres_schema_url) as store:
         assert httpx.post(f"{url}/api/events", json={"appends": []}).status_code == 401
         run_id = str(request_flow_run(store, flow_name="double", entrypoint=f"{FLOWS}:double", working_dir=str(REPO),
                                       parameters={"n": 21}).data["flow_run_id"])
