@@ -39,11 +39,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(store_url: str, workers: int = 1) -> Iterator[tuple[str, psutil.Process]]:
+def server(store_url: str, workers: int = 1, **settings: str) -> Iterator[tuple[str, psutil.Process]]:
+    """`ledgerflow server start` on a free port; `settings`: more LEDGERFLOW_* variables."""
     port = free_port()
     with tempfile.TemporaryDirectory() as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
-        env.update(LEDGERFLOW_HOME=home, LEDGERFLOW_DATABASE_URL=store_url)
+        env.update(LEDGERFLOW_HOME=home, LEDGERFLOW_DATABASE_URL=store_url, **settings)
         process = subprocess.Popen(
             [sys.executable, "-m", "ledgerflow.api", "server", "start", "--port", str(port), "--log-level", "warning",
              "--workers", str(workers)],

@@ -6,6 +6,10 @@ asks its runs projection); each is executed by `execute_flow_run` (the code of
 `ledgerflow flow-run execute`) in a child process, at most `concurrency` at once. A run that
 another runner or worker claims first is simply not executed here.
 
+With `ChildSettings.api_url` the children write and read through that API server (the
+server's own runner on PostgreSQL passes its own URL): they hold no database connection, so a
+hundred runs at once do not each take one of PostgreSQL's `max_connections`.
+
 Children come from a multiprocessing fork server that has ledgerflow imported already: a run
 starts in milliseconds instead of the ~0.3 s of a fresh interpreter, and a crashing flow
 (segfault, OOM kill) takes only its own process down.

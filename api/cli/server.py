@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Annotated
 
 import typer
@@ -28,6 +29,8 @@ def start(
     from ledgerflow.api.http.app import SETTINGS_VARIABLE, create_app
     from ledgerflow.api.http.state import prepare_database
 
+    if port == 0:  # a port of our choosing: the built-in runner's run processes must know it
+        port = _free_port(host)
     try:
         api = load_api_settings(os.environ, host, port)
     except ValueError as exc:
@@ -54,3 +57,9 @@ def start(
             uvicorn.run("ledgerflow.api.http.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
     except StoreUnavailable as exc:
         fail(str(exc), "check LEDGERFLOW_DATABASE_URL")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

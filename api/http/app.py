@@ -23,7 +23,7 @@ from ledgerflow.api.http.responses import OrjsonResponse
 from ledgerflow.api.http.routers import automations, concurrency_limits, dashboard, deployments, events, operations, runs, system, workpools
 from ledgerflow.api.http.schemas import AppendRequest
 from ledgerflow.api.http.security import install_security
-from ledgerflow.api.http.services import services
+from ledgerflow.api.http.services import forward_spool, services
 from ledgerflow.api.http.settings import ApiSettings, load_api_settings
 from ledgerflow.api.http.state import ServerState
 from ledgerflow.api.http.templating import STATIC, STATIC_URL, Assets
@@ -46,6 +46,8 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         state = await to_thread.run_sync(ServerState.open, settings, api, metrics, loop)
+        if api.run_runner:  # what its runs wrote while the server last shut down, before anything judges them
+            await to_thread.run_sync(forward_spool, state.store, settings)
         supervisor = Supervisor(services(state, api, settings))
         try:
             await to_thread.run_sync(supervisor.start)

@@ -66,7 +66,7 @@ def check_key(state: ServerState, conn: HTTPConnection, needed: Scope) -> tuple[
     secret = presented_secret(conn)
     if secret is None:
         return 401, "an API key is required: send 'Authorization: Bearer <key>'"
-    key: ApiKey | None = state.keys.authenticate(secret)
+    key: ApiKey | None = state.authenticate(secret)
     if key is None:
         return 401, "the API key is unknown or revoked"
     if not key.scope.allows(needed):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -46,6 +47,9 @@ class ApiSettings(BaseModel):
     """Materialise deployments' scheduled runs, and mark runs not started in time `Late`."""
     runner_concurrency: int = Field(default=8, ge=1, le=256)
     """Runs the built-in runner executes at once (`LEDGERFLOW_RUNNER_CONCURRENCY`)."""
+    runner_key: str = Field(default_factory=lambda: "lf_runner_" + secrets.token_urlsafe(32), repr=False)
+    """The secret the built-in runner's run processes present with auth on (scope worker):
+    made anew for each `server start`, shared by its worker processes, never stored."""
     runner_prefetch_seconds: float = Field(default=10.0, ge=0, le=3600)
     """How long before its scheduled time the built-in runner starts a run's process, which then
     waits with its flow loaded (Prefect's worker prefetch)."""
@@ -83,6 +87,15 @@ class ApiSettings(BaseModel):
         server under names it cannot know, which LEDGERFLOW_ALLOWED_HOSTS must list."""
         names = [*_LOCAL_HOSTS, self.host, *self.allowed_hosts]
         return list(dict.fromkeys(_bracketed(name.lower()) for name in names if name and not _is_wildcard(name)))
+
+    @property
+    def own_url(self) -> str:
+        """Where a process on this machine reaches the server (the built-in runner's run
+        processes): a wildcard bind address is reached on loopback."""
+        host = self.host
+        if _is_wildcard(host):
+            host = "::1" if ":" in host else "127.0.0.1"
+        return f"http://{_bracketed(host)}:{self.port}"
 
 
 def _bracketed(name: str) -> str:

@@ -8,13 +8,15 @@ the scheduler, ...) does not live here: it is a `Service` (services.py) that the
 from __future__ import annotations
 
 import asyncio
+import hmac
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ledgerflow.api.http.feed import FeedHub
 from ledgerflow.api.http.metrics import Metrics
 from ledgerflow.api.http.offers import RunOffers
 from ledgerflow.api.http.settings import ApiSettings
-from ledgerflow.api.keys import ApiKeys
+from ledgerflow.api.keys import ApiKey, ApiKeys, Scope
 from ledgerflow.events import EventStore, Settings, open_store
 from ledgerflow.events.reserved import RunStreamCache
 from ledgerflow.notifications.blocks import BlockStore
@@ -41,6 +43,9 @@ class ServerState:
     """Run streams as `POST /api/events` last judged them (events/reserved.py)."""
     offers: RunOffers = field(default_factory=RunOffers)
     """Runs of work pools handed to a worker and not claimed yet."""
+    runner_key: ApiKey = field(default_factory=lambda: ApiKey(
+        id="runner", name="built-in runner", scope=Scope.WORKER, created=datetime.now(UTC), revoked=None))
+    """Who presents `api.runner_key`: the built-in runner's run processes."""
 
     @classmethod
     def open(
@@ -57,6 +62,13 @@ class ServerState:
             store.close()
             raise
         return cls(api, store, read_model, keys, metrics, hub, blocks)
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The live key whose secret this is (the built-in runner's included); None for
+        unknown or revoked keys."""
+        if hmac.compare_digest(secret.encode(), self.api.runner_key.encode()):
+            return self.runner_key
+        return self.keys.authenticate(secret)
 
     def close(self) -> None:
         self.store.close()

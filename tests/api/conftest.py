@@ -91,7 +91,8 @@ def make_server(tmp_path: Path, store_url: str) -> Iterator[Callable[..., str]]:
     stack: list[AbstractContextManager[str]] = []
 
     def make(**api: object) -> str:
-        context = serving(create_app(settings_for(tmp_path, store_url), api_settings(**api)))
+        port = free_port()  # the server's built-in runner hands its URL to the runs it starts
+        context = serving(create_app(settings_for(tmp_path, store_url), api_settings(port=port, **api)), port)
         stack.append(context)
         return context.__enter__()
 

@@ -148,6 +148,16 @@ def test_websocket_handshakes_from_another_site_are_refused(server_url: str) -> 
         assert orjson.loads(ws.recv(timeout=10))["type"] == "hello"
 
 
+def test_the_builtin_runners_runs_reach_the_server_on_its_own_address_with_a_key_of_its_own() -> None:
+    assert ApiSettings(host="127.0.0.1", port=4301).own_url == "http://127.0.0.1:4301"
+    assert ApiSettings(host="0.0.0.0", port=80).own_url == "http://127.0.0.1:80"  # a wildcard: loopback
+    assert ApiSettings(host="::", port=80).own_url == "http://[::1]:80"
+    assert ApiSettings(host="fd00::1", port=80).own_url == "http://[fd00::1]:80"
+    api = ApiSettings()
+    assert api.runner_key != ApiSettings().runner_key and api.runner_key not in repr(api)
+    assert ApiSettings.model_validate_json(api.model_dump_json()).runner_key == api.runner_key  # --workers N
+
+
 def test_settings_read_allowed_hosts_and_origins_from_the_environment() -> None:
     environ = {"LEDGERFLOW_ALLOWED_HOSTS": " ledger.internal, *.corp.example ,",
                "LEDGERFLOW_CORS_ORIGINS": "https://dash.example.com/,http://localhost:3000"}

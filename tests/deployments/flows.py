@@ -26,3 +26,10 @@ def slow(folder: str, seconds: float = 0.3) -> str:
 def parent(n: int) -> int:
     state = run_deployment("double/api", parameters={"n": n}, timeout=120)
     return int(state.result()) + 1
+
+
+@flow(persist_result=False)
+def gated(gate: str) -> None:
+    """Runs until the file `gate` exists: a test decides when its runs end."""
+    while not Path(gate).exists():
+        time.sleep(0.05)

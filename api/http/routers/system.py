@@ -68,6 +68,6 @@ def whoami(state: StateDep, request: Request) -> Identity:
     before it starts work (401 without a live key)."""
     if not state.api.auth:
         return Identity(name=None, scope=Scope.ADMIN, auth=False)
-    key = state.keys.authenticate(presented_secret(request) or "")
+    key = state.authenticate(presented_secret(request) or "")
     assert key is not None  # require(Scope.READ) let the request in
     return Identity(name=key.name, scope=key.scope, auth=True)
