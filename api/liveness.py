@@ -9,7 +9,7 @@ verdict is appended, so a projection that lags never ends a live run.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ledgerflow.events import StoredEvent
 from ledgerflow.events.liveness import LiveRun, ProcessIdentity, end_if_dead, this_process, verdict
@@ -22,15 +22,17 @@ __all__ = ["end_dead", "end_dead_runs"]
 
 
 def end_dead(
-    log: RunLog, runs: Iterable[LiveRun], here: ProcessIdentity, listening_since: datetime | None = None
+    log: RunLog, runs: Iterable[LiveRun], here: ProcessIdentity, listening_since: datetime | None = None,
+    reconnect_allowance: timedelta = timedelta(0),
 ) -> list[StoredEvent]:
     """Append the verdict of each of `runs` that is dead; return the flow runs' verdict events.
-    `listening_since`: see events.liveness.verdict."""
+    `listening_since`, `reconnect_allowance`: see events.liveness.verdict."""
     now = utcnow()
     ended = []
     for run in runs:
-        if verdict(run, now, here, listening_since=listening_since) is not None:
-            event = end_if_dead(log, run.flow_run_id, here, listening_since=listening_since)
+        if verdict(run, now, here, listening_since=listening_since, reconnect_allowance=reconnect_allowance) is not None:
+            event = end_if_dead(log, run.flow_run_id, here, listening_since=listening_since,
+                                reconnect_allowance=reconnect_allowance)
             if event is not None:
                 ended.append(event)
     return ended

@@ -150,19 +150,23 @@ def verdict(
     alive: Callable[[ProcessIdentity], bool] = process_alive,
     *,
     listening_since: datetime | None = None,
+    reconnect_allowance: timedelta = timedelta(0),
 ) -> Verdict | None:
     """Whether `run` is dead as seen from the process `here` at `now` (None: alive, or cannot tell).
 
     `listening_since`: since when heartbeats could reach the log as the caller knows it (the
-    server that receives remote runs' heartbeats was down before): silence before is not held
-    against a run."""
+    server that receives remote runs' heartbeats was down before). A run not heard from since
+    is not held to its silence before, and is given `reconnect_allowance` to find the server
+    again; a run heard from since is judged as usual."""
     process = run.process
     if process.host == here.host:
         if process.pid == here.pid or alive(process):
             return None
         reason = f"its process (pid {process.pid} on {process.host}) is gone"
     else:
-        heard = max(run.last_heartbeat, listening_since) if listening_since is not None else run.last_heartbeat
+        heard = run.last_heartbeat
+        if listening_since is not None and heard < listening_since:
+            heard = listening_since + reconnect_allowance
         silent = now - heard
         if silent <= timedelta(seconds=STALE_AFTER * run.heartbeat_seconds):
             return None
@@ -181,6 +185,7 @@ def end_if_dead(
     now: datetime | None = None,
     alive: Callable[[ProcessIdentity], bool] = process_alive,
     listening_since: datetime | None = None,
+    reconnect_allowance: timedelta = timedelta(0),
 ) -> StoredEvent | None:
     """Append the verdict (`flow-run.Crashed` / `flow-run.Cancelled`, and the same for its
     running task runs) if the run's stream says it is dead; return the flow run's event, or None
@@ -192,7 +197,8 @@ def end_if_dead(
             return None
         run = live_run(flow_run_id, history.events)
         moment = now or utcnow()
-        found = verdict(run, moment, here, alive, listening_since=listening_since) if run is not None else None
+        found = (verdict(run, moment, here, alive, listening_since=listening_since, reconnect_allowance=reconnect_allowance)
+                 if run is not None else None)
         if found is None or not isinstance(decide(history.state, RunState.named(found.state_name), moment), Accepted):
             return None
         meta = EventMeta(actor=_ACTOR, correlation_id=_correlation(history.created, flow_run_id))

@@ -33,6 +33,7 @@ from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.projections.runner import engine_of
 from ledgerflow.runtime.runner import ChildSettings, RunLauncher
 from ledgerflow.runtime.scheduler import Scheduler, SchedulerSettings
+from ledgerflow.runtime.writer import RECONNECT_SECONDS
 from ledgerflow.runtime.spool import Spool
 
 __all__ = [
@@ -161,7 +162,9 @@ def crash_monitor_service(read_model: ReadModel, settings: Settings) -> LoopServ
     here = this_process()
     every = min(settings.heartbeat_seconds / CHECKS_PER_HEARTBEAT, CRASH_CHECK_AT_LEAST_EVERY)
     # Remote runs' heartbeats come through this server (and land in the database): while either
-    # was down none could, so silence is counted from when both were last seen working.
+    # was down none could. A run not heard from since both work again is given the time a remote
+    # run takes to notice (it tries the server every RECONNECT_SECONDS, each try up to a second).
+    reconnect = timedelta(seconds=2 * RECONNECT_SECONDS)
     listening_since, database_down = utcnow(), False
 
     def step() -> float | None:
@@ -170,7 +173,7 @@ def crash_monitor_service(read_model: ReadModel, settings: Settings) -> LoopServ
             runs = queries.live_flow_runs(read_model)
             if database_down:
                 listening_since, database_down = utcnow(), False
-            end_dead(read_model.store, runs, here, listening_since)
+            end_dead(read_model.store, runs, here, listening_since, reconnect)
         except EventStoreError:
             database_down = True
             return _DATABASE_DOWN_PAUSE

@@ -246,7 +246,7 @@ def test_a_suspended_run_ends_its_process_and_runs_again_reusing_completed_tasks
     assert again.result() == 42 + len("Arthur")
     assert CALLS == ["foo"]  # the stored result of the first task was taken, not recomputed
     assert types_of(runs, run_id, "task-run.") == [
-        "task-run.created", "task-run.Running", "task-run.Completed", "task-run.created", "task-run.Reused",
+        "task-run.created", "task-run.Running", "task-run.Completed", "task-run.Reused",  # Reused carries its creation
     ]
     assert types_of(runs, run_id, "flow-run.") == [
         "flow-run.created", "flow-run.Running", "flow-run.Suspended", "flow-run.Resuming", "flow-run.Pending",

@@ -38,8 +38,9 @@ HERE = ProcessIdentity("here", 100, T0)
 WORKER = ProcessIdentity("worker-7", 200, T0)
 
 
-def run_of(process: ProcessIdentity, state: StateType = StateType.RUNNING, interval: float = 10.0) -> LiveRun:
-    return LiveRun("r1", state, process, interval, T0)
+def run_of(process: ProcessIdentity, state: StateType = StateType.RUNNING, interval: float = 10.0,
+           last_heartbeat: datetime = T0) -> LiveRun:
+    return LiveRun("r1", state, process, interval, last_heartbeat)
 
 
 def dead(process: ProcessIdentity) -> bool:
@@ -73,10 +74,17 @@ def test_a_run_on_another_host_is_dead_once_its_heartbeats_are_overdue() -> None
 
 
 def test_silence_while_nobody_could_hear_the_heartbeats_is_not_held_against_a_run() -> None:
-    run = run_of(WORKER, interval=10)
-    back = T0 + timedelta(minutes=5)  # the server was down until then
-    assert verdict(run, back + timedelta(seconds=STALE_AFTER * 10), HERE, alive, listening_since=back) is None
-    found = verdict(run, back + timedelta(seconds=STALE_AFTER * 10 + 1), HERE, alive, listening_since=back)
+    run = run_of(WORKER, interval=10)  # last heard at T0
+    back, allowance = T0 + timedelta(minutes=5), timedelta(seconds=10)  # the server was down until then
+    judged_from = back + allowance + timedelta(seconds=STALE_AFTER * 10)
+    assert verdict(run, judged_from, HERE, alive, listening_since=back, reconnect_allowance=allowance) is None
+    found = verdict(run, judged_from + timedelta(seconds=1), HERE, alive, listening_since=back,
+                    reconnect_allowance=allowance)
+    assert found is not None and found.state_name == "Crashed"
+    # A run heard from since the server came back is held to the usual bound.
+    heard_since = run_of(WORKER, interval=10, last_heartbeat=back + timedelta(seconds=1))
+    found = verdict(heard_since, back + timedelta(seconds=1 + STALE_AFTER * 10 + 1), HERE, alive,
+                    listening_since=back, reconnect_allowance=allowance)
     assert found is not None and found.state_name == "Crashed"
 
 
