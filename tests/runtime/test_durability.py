@@ -16,7 +16,10 @@ from ledgerflow.events import open_store
 
 SCRIPT = textwrap.dedent(
     """
-    import os, sys, time
+    import os, signal, sys, time
+    # Ctrl-C as in a terminal, even when the test runner was started with SIGINT ignored (a
+    # background job of a shell): an ignored signal is inherited, and Python then has no handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from ledgerflow.runtime import flow, get_run_context, task
 
     @task
