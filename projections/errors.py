@@ -4,14 +4,17 @@
      ├── RunNotFound      (also events.runs.RunNotFound, a LookupError) no such flow run or task run
      ├── InvalidQuery     (also a ValueError) an argument a query cannot use
      │    └── AmbiguousRun  an id prefix or run name that names several runs
-     └── ProjectionDamaged a projection table is missing or no longer has its columns
+     ├── ProjectionDamaged a projection table is missing or no longer has its columns
+     └── ProjectionsBehind the projections did not reach a cursor the caller waited for
 """
 
 from __future__ import annotations
 
 from ledgerflow.events import runs as events_runs
 
-__all__ = ["AmbiguousRun", "InvalidQuery", "ProjectionDamaged", "ProjectionError", "RunNotFound"]
+__all__ = [
+    "AmbiguousRun", "InvalidQuery", "ProjectionDamaged", "ProjectionError", "ProjectionsBehind", "RunNotFound",
+]
 
 
 class ProjectionError(Exception):
@@ -32,3 +35,7 @@ class AmbiguousRun(InvalidQuery):
 
 class ProjectionDamaged(ProjectionError):
     pass
+
+
+class ProjectionsBehind(ProjectionError):
+    """The projections have not reached a cursor in the time a reader gave them."""

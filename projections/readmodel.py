@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from ledgerflow.events import EventStore
+from ledgerflow.events import Cursor, EventStore
 from ledgerflow.projections.catalog import checkpoints, guard_tables, tables_for
 from ledgerflow.projections.errors import ProjectionDamaged
 from ledgerflow.projections.runner import ProjectionRunner
@@ -32,6 +32,11 @@ class ReadModel:
         if self.catch_up:
             with _damage_named():
                 self.runner.catch_up()
+
+    def reflects(self, cursor: Cursor) -> bool:
+        """Whether every projection's tables reflect the log up to `cursor`."""
+        self.refresh()
+        return all(checkpoint.cursor >= cursor for checkpoint in self.runner.checkpoints().values())
 
     @contextmanager
     def reading(self, projection: str) -> Iterator[tuple[Connection, dict[str, Table]]]:

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+import anyio
 from anyio import to_thread
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Query
 from starlette.requests import HTTPConnection
 
 from ledgerflow.api.http.feed import FeedHub
 from ledgerflow.api.keys import ApiKey, Scope
 from ledgerflow.api.http.state import ServerState
-from ledgerflow.events import EventStore
+from ledgerflow.events import Cursor, EventStore, InvalidCursor
+from ledgerflow.projections.errors import ProjectionsBehind
 from ledgerflow.projections.readmodel import ReadModel
 
 __all__ = [
+    "WAIT_FOR_CURSOR_SECONDS",
     "HubDep",
     "ReadModelDep",
     "StateDep",
@@ -38,8 +41,36 @@ def get_store(state: StateDep) -> EventStore:
     return state.store
 
 
-def get_read_model(state: StateDep) -> ReadModel:
-    return state.read_model
+WAIT_FOR_CURSOR_SECONDS = 5.0
+"""How long a read that names `wait_for_cursor` waits for the projections to reach it."""
+_WAIT_STEP = 0.02
+
+
+async def get_read_model(
+    state: StateDep,
+    wait_for_cursor: Annotated[str | None, Query(max_length=64, description=(
+        "A log cursor (an append or the feed returned it): answer once the projections reflect "
+        f"the log up to it, waiting up to {WAIT_FOR_CURSOR_SECONDS:g} s (503 if they have not)"
+    ))] = None,
+) -> ReadModel:
+    """The read model; with `wait_for_cursor`, once it has read its writer's writes."""
+    read_model = state.read_model
+    if wait_for_cursor is not None:
+        await _reach(read_model, state.store, Cursor.parse(wait_for_cursor))
+    return read_model
+
+
+async def _reach(read_model: ReadModel, store: EventStore, cursor: Cursor) -> None:
+    with anyio.move_on_after(WAIT_FOR_CURSOR_SECONDS):
+        while not await to_thread.run_sync(read_model.reflects, cursor):
+            await anyio.sleep(_WAIT_STEP)
+        return
+    head = Cursor.parse(await to_thread.run_sync(store.head))
+    if cursor > head:
+        raise InvalidCursor(f"wait_for_cursor {cursor} is past the end of the log (its newest event is {head})")
+    raise ProjectionsBehind(
+        f"the projections have not reached cursor {cursor} within {WAIT_FOR_CURSOR_SECONDS:g} s; try again"
+    )
 
 
 def get_hub(state: StateDep) -> FeedHub:

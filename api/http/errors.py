@@ -7,6 +7,7 @@
     DeploymentError, ScheduleError -> 422
     WorkPoolNotFound    -> 404      WorkPoolExists -> 409      WorkPoolError -> 422
     StoreUnavailable    -> 503      CorruptEvent              -> 500
+    ProjectionsBehind   -> 503
     AutomationNotFound, BlockNotFound -> 404    AutomationExists, BlockExists -> 409
     RuleError, BlockError             -> 422    DeliveryError                 -> 502
 
@@ -43,7 +44,7 @@ from ledgerflow.notifications.errors import (
 )
 from ledgerflow.events.schedules import ScheduleError
 from ledgerflow.events.workpools import WorkPoolError, WorkPoolExists, WorkPoolNotFound
-from ledgerflow.projections.errors import InvalidQuery
+from ledgerflow.projections.errors import InvalidQuery, ProjectionsBehind
 from ledgerflow.runtime.replays import RunNotReplayable
 
 __all__ = ["install_error_handlers", "validation_message"]
@@ -61,6 +62,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (WorkPoolError, 422),
     (ScheduleError, 422),
     (StoreUnavailable, 503),
+    (ProjectionsBehind, 503),
     (CorruptEvent, 500),
     (AutomationNotFound, 404),
     (BlockNotFound, 404),

@@ -6,7 +6,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+
+from ledgerflow.api.http import deps
+from ledgerflow.api.http.state import ServerState
 
 from ledgerflow.runtime import flow, get_run_logger, task
 from ledgerflow.runtime.testing import harness
@@ -99,14 +103,42 @@ def test_run_endpoints_answer_from_the_projections(make_client: Callable[..., Te
     assert client.get("/api/flow-runs/no-such-run").status_code == 404
 
 
-def schedule_run(client: TestClient, run_id: str) -> None:
+def schedule_run(client: TestClient, run_id: str) -> str:
+    """Request run `run_id` through the API; the log cursor of its last event."""
     created = {"flow_run_id": run_id, "flow_name": "later", "run_name": "later-1"}
     scheduled = {"flow_run_id": run_id, "state_type": "SCHEDULED", "state_name": "Scheduled"}
     body = {"appends": [{"stream": f"flow-run-{run_id}", "events": [
         {"type": "flow-run.created", "data": created},
         {"type": "flow-run.Scheduled", "data": scheduled},
     ]}]}
-    assert client.post("/api/events", json=body).status_code == 200
+    reply = client.post("/api/events", json=body)
+    assert reply.status_code == 200
+    return str(reply.json()["events"][-1]["cursor"])
+
+
+def test_a_read_naming_a_cursor_answers_once_the_projections_reflect_it(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `client` runs no projection service: the read model only moves when this test moves it.
+    cursor = schedule_run(client, "r-1")
+    assert client.get("/api/flow-runs/r-1").status_code == 404  # a plain read answers at once, behind the log
+    state: ServerState = client.app.state.ledgerflow  # type: ignore[attr-defined]
+    runner = state.read_model.runner
+    folding = threading.Timer(0.3, runner.catch_up)
+    folding.start()
+    waited = client.get("/api/flow-runs/r-1", params={"wait_for_cursor": cursor})
+    folding.join()
+    assert waited.status_code == 200, waited.text
+    assert waited.json()["flow_run"]["state_name"] == "Scheduled"
+    assert client.get("/api/flow-runs", params={"wait_for_cursor": cursor}).json()["items"][0]["id"] == "r-1"
+
+    monkeypatch.setattr(deps, "WAIT_FOR_CURSOR_SECONDS", 0.3)
+    cancelled = client.post("/api/flow-runs/r-1/cancel").json()["cursor"]
+    behind = client.get("/api/flow-runs/r-1", params={"wait_for_cursor": cancelled})
+    assert behind.status_code == 503 and "have not reached cursor" in behind.json()["detail"]
+    past = client.get("/api/flow-runs/r-1", params={"wait_for_cursor": "999999999.1"})
+    assert past.status_code == 400 and "past the end of the log" in past.json()["detail"]
+    assert client.get("/api/flow-runs/r-1", params={"wait_for_cursor": "soon"}).status_code == 400
 
 
 def test_cancel_appends_with_an_expected_version(client: TestClient) -> None:

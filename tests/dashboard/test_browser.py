@@ -15,13 +15,13 @@ import random
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from ledgerflow.api.keys import ApiKeys
 from ledgerflow.events import NewEvent, open_store
 from ledgerflow.events.payloads import LogEmitted, flow_run_stream
-from ledgerflow.events.runs import read_flow_run, request_flow_run
-from ledgerflow.projections.runner import engine_of
+from ledgerflow.events.runs import cancel_flow_run, read_flow_run, request_flow_run
+from ledgerflow.projections.runner import ProjectionRunner, engine_of
 from testdata.synthetic import random_run
 from tests.api.conftest import wait_until
 from tests.dashboard.browser import DESKTOP, PHONE, REPO, browser_page, execute, screenshot, unnamed_controls
@@ -256,6 +256,23 @@ def test_with_keys_on_the_page_asks_once_and_sends_the_key(
         screenshot(page, f"run-with-key-{label(store_url)}")
 
 
+def test_the_run_page_shows_a_change_the_projections_fold_after_the_feed_delivered_it(
+    browser: Browser, make_server: Callable[..., str], store_url: str, tmp_path: Path,
+) -> None:
+    base = make_server(run_projections=False)  # the test folds the log into the projections itself, late
+    run_id = request(store_url, "ten_steps", "tests.runtime.replay_flows:ten_steps", folder=str(tmp_path))
+    with browser_page(browser) as page, open_store(store_url) as store:
+        projections = ProjectionRunner(store)
+        projections.catch_up()
+        page.goto(f"{base}/runs/{run_id}")
+        expect(page.locator("#run-badge .badge")).to_have_text("Scheduled")
+        expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+        with page.expect_request(lambda request: "wait_for_cursor" in request.url and "/logs" not in request.url):
+            cancel_flow_run(store, run_id, "not today")  # the feed has it; the projections not yet
+        projections.catch_up()
+        expect(page.locator("#run-badge .badge")).to_have_text("Cancelled")
+
+
 def _log(run_id: str, message: str, level: int) -> NewEvent:
     return NewEvent(type="log.emitted", data=LogEmitted(
         flow_run_id=run_id, level=level, level_name={20: "INFO", 30: "WARNING"}[level], logger="flow", message=message,
@@ -269,12 +286,20 @@ def test_logs_and_events_arrive_live_through_their_filters(
     run_id = request(store_url, "ten_steps", "tests.runtime.replay_flows:ten_steps", folder=str(tmp_path))
     stream = flow_run_stream(run_id)
     with browser_page(browser) as page, open_store(store_url) as store:
+        held: list[Route] = []  # the page's first read of the logs, answered only after a newer one
+        page.route(lambda url: "/logs?" in url and "min_level=0" in url and not held, lambda route: held.append(route))
         page.goto(f"{base}/runs/{run_id}")
         expect(page.locator("#run-badge .badge")).to_have_text("Scheduled")
         expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+        while not held:  # route handlers run while Playwright is called
+            page.wait_for_timeout(20)
         page.select_option("#log-level", "30")
         store.append(stream, [_log(run_id, "quiet detail", 20), _log(run_id, "disk almost full", 30)])
         expect(page.locator("#logs-body")).to_contain_text("disk almost full")
+        with page.expect_response(lambda response: "min_level=0" in response.url) as answer:
+            held[0].continue_()  # the read for "All" answers last: the table keeps to the level chosen since
+        answer.value.finished()
+        page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 100))")  # the page has read it
         expect(page.locator("#logs-body tr")).to_have_count(1)  # the INFO line stays out
         page.select_option("#log-level", "0")
         expect(page.locator("#logs-body tr")).to_have_count(2)

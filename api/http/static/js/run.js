@@ -1,6 +1,8 @@
 // One flow run: summary, states, task timeline, logs (live), artifacts, lineage; replay and
 // cancel. Every change in the run's stream arrives over the feed (filtered to this run); logs
-// are appended as they come, anything else re-reads the run (debounced).
+// are appended as they come, anything else re-reads the run (debounced). The feed reads the log
+// itself, so a re-read names the newest event seen (`wait_for_cursor`): the server answers once
+// its projections have folded it, never with the run as it was before.
 import { ApiError, api, follow } from "./api.js";
 import { debounce, frameBatcher, start } from "./common.js";
 import { $, el } from "./dom.js";
@@ -14,6 +16,7 @@ const runId = data.run_id;
 const path = `/api/flow-runs/${encodeURIComponent(runId)}`;
 let detail = data.detail;
 let tasks = new Map();
+let seen = null; // the cursor of the newest event the feed delivered
 const MAX_LOG_LINES = 5000;
 
 // -- summary, states, tasks ---------------------------------------------------------------
@@ -105,12 +108,17 @@ function render() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+let detailReads = 0;
+
 /** Read the run; a run just written to the log may take a moment to reach the projections. */
 async function loadDetail({ wait = 0 } = {}) {
   const until = Date.now() + wait;
+  const read = ++detailReads;
   for (;;) {
     try {
-      detail = await api(path);
+      const fresh = await api(path, { params: { wait_for_cursor: seen } });
+      if (read !== detailReads) return; // a newer read is under way: this answer may be older
+      detail = fresh;
       $("#action-message").hidden = true;
       render();
       return;
@@ -128,7 +136,12 @@ async function loadDetail({ wait = 0 } = {}) {
   }
 }
 
-const refreshDetail = debounce(() => loadDetail().catch(() => {}), 250);
+/** Try a failed re-read again unless the server said the run is gone or the request was bad. */
+const retried = (again) => (error) => {
+  if (!(error instanceof ApiError) || error.status >= 500) setTimeout(again, 1000);
+};
+
+const refreshDetail = debounce(() => loadDetail().catch(retried(() => refreshDetail())), 250);
 
 // While the run is going, its bars grow.
 setInterval(() => {
@@ -163,7 +176,10 @@ function appendLogs(lines) {
   if (atBottom) logsWrap.scrollTop = logsWrap.scrollHeight;
 }
 
+let logLoads = 0;
+
 async function loadLogs() {
+  const load = ++logLoads;
   logsLoaded = false;
   logsBody.replaceChildren();
   logPosition = 0;
@@ -171,6 +187,7 @@ async function loadLogs() {
   let read = 0;
   for (;;) {
     const page = await api(`${path}/logs`, { params: { min_level: minLevel, after, limit: 1000 } });
+    if (load !== logLoads) return; // another level was chosen meanwhile: its read fills the table
     appendLogs(page.items);
     read += page.items.length;
     if (page.next_after !== null && page.next_after !== undefined) after = page.next_after;
@@ -194,7 +211,7 @@ function logOf(event) {
 // -- artifacts ----------------------------------------------------------------------------
 
 async function loadArtifacts() {
-  const artifacts = await api(`${path}/artifacts`);
+  const artifacts = await api(`${path}/artifacts`, { params: { wait_for_cursor: seen } });
   $("#artifacts").replaceChildren(...artifacts.map((artifact) => el("article", { class: "artifact", "data-type": artifact.artifact_type },
     el("header", {},
       el("h3", {}, artifact.key || artifact.artifact_type),
@@ -204,16 +221,16 @@ async function loadArtifacts() {
   $("#artifacts-empty").hidden = artifacts.length > 0;
 }
 
-const refreshArtifacts = debounce(() => loadArtifacts().catch(() => {}), 300);
+const refreshArtifacts = debounce(() => loadArtifacts().catch(retried(() => refreshArtifacts())), 300);
 
 // -- lineage ------------------------------------------------------------------------------
 
 async function loadLineage() {
-  const graph = await api(`${path}/lineage`, { params: { depth: 3 } });
+  const graph = await api(`${path}/lineage`, { params: { depth: 3, wait_for_cursor: seen } });
   renderLineage($("#lineage"), $("#lineage-list"), graph, runId, tasks);
 }
 
-const refreshLineage = debounce(() => loadLineage().catch(() => {}), 1500);
+const refreshLineage = debounce(() => loadLineage().catch(retried(() => refreshLineage())), 1500);
 
 // -- live ---------------------------------------------------------------------------------
 
@@ -223,6 +240,7 @@ const onEvents = frameBatcher((events) => {
   let artifacts = false;
   let lineage = false;
   for (const event of events) {
+    seen = event.cursor;
     if (event.type === "log.emitted") {
       const line = logOf(event);
       if (!logsLoaded) pendingLogs.push(line);
