@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,6 +15,8 @@ from ledgerflow.projections.errors import ProjectionDamaged
 from ledgerflow.projections.runner import ProjectionRunner
 
 __all__ = ["ReadModel"]
+
+_WAIT_STEP = 0.02
 
 
 class ReadModel:
@@ -37,6 +40,16 @@ class ReadModel:
         """Whether every projection's tables reflect the log up to `cursor`."""
         self.refresh()
         return all(checkpoint.cursor >= cursor for checkpoint in self.runner.checkpoints().values())
+
+    def wait_to_reflect(self, cursor: Cursor, timeout: float) -> bool:
+        """Wait until the projections reflect `cursor` (a catching-up reader on PostgreSQL sees a
+        commit only once no older transaction in the cluster is open); False if `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while not self.reflects(cursor):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_WAIT_STEP)
+        return True
 
     @contextmanager
     def reading(self, projection: str) -> Iterator[tuple[Connection, dict[str, Table]]]:

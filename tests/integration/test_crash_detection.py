@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psycopg
 import pytest
 
 from ledgerflow.api.liveness import end_dead_runs
@@ -164,6 +165,30 @@ def test_the_next_cli_process_ends_a_killed_run_crashed_at_once(
     # Looking again writes nothing more.
     assert ledgerflow(tmp_path, store_url, "flow-run", "inspect", run_id).returncode == 0
     assert flow_states(runs, run_id) == ["flow-run.Running", "flow-run.Crashed"]
+
+
+def test_the_listing_shows_the_runs_it_ended_while_an_older_transaction_holds_back_what_readers_see(
+    tmp_path: Path, postgres_schema_url: str, postgres_server_url: str,
+) -> None:
+    # On PostgreSQL a reader sees a commit once no older transaction in the cluster is open:
+    # the listing's own Crashed event stays out of sight while another client's goes on.
+    flow_ = FlowProcess(tmp_path, postgres_schema_url, interval=30)
+    try:
+        with open_store(postgres_schema_url) as runs:
+            run_id = flow_.started(runs, beats=False)
+        flow_.kill()
+        with psycopg.connect(postgres_server_url) as older:
+            older.execute("SELECT pg_current_xact_id()")
+            ends = threading.Timer(2.0, older.commit)
+            ends.start()
+            listed = ledgerflow(tmp_path, postgres_schema_url, "flow-run", "ls")
+            ends.join()
+        assert listed.returncode == 0, listed.stderr
+        assert "Crashed" in listed.stdout and "Running" not in listed.stdout, listed.stdout
+        assert run_id[:8] in listed.stdout
+    finally:
+        if flow_.process.poll() is None:
+            flow_.kill()
 
 
 def test_a_run_on_another_host_ends_crashed_once_its_heartbeats_are_stale(
