@@ -4,6 +4,7 @@ alone with an injected clock for a proactive rule."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -135,3 +136,16 @@ def test_the_engine_reads_the_types_its_rules_look_at_and_follows_rule_changes(
     finally:
         service.stop()
     assert [orjson.loads(m.body)["text"] for m in app.at("/slack")] == ["2"]
+
+
+def test_starting_the_service_freezes_the_heap_it_was_set_up_with(store: EventStore, tmp_path: Path) -> None:
+    service = automation_service(store, blocks_in(store, tmp_path))
+    gc.unfreeze()  # whatever an earlier test in this process froze
+    setup: list[object] = []  # made before the start, tracked by the collector
+    assert any(obj is setup for obj in gc.get_objects())
+    service.start()
+    try:
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is setup for obj in gc.get_objects())  # frozen: out of the collections' reach
+    finally:
+        service.stop()
