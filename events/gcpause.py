@@ -9,7 +9,8 @@ cycles, so the scans find nothing: pausing the collector for the duration remove
 (2-3x on a 2,000-event read in a busy process). Pauses nest and may overlap across threads:
 the collector runs again when the last one ends, if it ran before the first.
 
-Freezing what a long-running service process holds once it is set up (`freeze_startup_heap`):
+Freezing what a long-running process holds once it is set up (`freeze_startup_heap`, called
+by the server and `ledgerflow automations run` once their services have started):
 a full collection scans every object the process holds, and with the server's modules,
 pydantic schemas and SQLAlchemy metadata loaded that stalls every thread for ~100 ms, about
 once a second under a thousand deliveries a second (the automation engine's fan-out
@@ -29,6 +30,7 @@ __all__ = ["cycle_collection_paused", "freeze_startup_heap"]
 _lock = threading.Lock()
 _depth = 0
 _was_enabled = False
+_frozen = False
 
 
 @contextmanager
@@ -49,8 +51,13 @@ def cycle_collection_paused() -> Iterator[None]:
 
 
 def freeze_startup_heap() -> None:
-    """Collect, then move every object the process holds out of the collector's reach (they are
-    never collected after this, even if they become garbage: call it once the process is set
-    up, not in a loop)."""
+    """Collect, then move every object the process holds out of the collector's reach; only the
+    first call in a process does it. Frozen objects are never collected, even once they become
+    garbage: a process that starts servers again and again (a test run) pins only the first's."""
+    global _frozen
+    with _lock:
+        if _frozen:
+            return
+        _frozen = True
     gc.collect()
     gc.freeze()

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from ledgerflow.events.consumer import Batch, Consumer
 from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.errors import EventStoreError
-from ledgerflow.events.gcpause import freeze_startup_heap
 from ledgerflow.events.service import LoopService
 from ledgerflow.events.store import EventStore
 from ledgerflow.events.transactions import engine_of
@@ -52,7 +51,6 @@ class AutomationService:
         return "automations"
 
     def start(self) -> None:
-        freeze_startup_heap()  # full collections of the setup's objects held every thread for ~100 ms
         self.engine.dispatcher.start()
         self._loop.start()
 

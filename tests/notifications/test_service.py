@@ -16,7 +16,7 @@ import pytest
 
 from ledgerflow.api.http.app import create_app
 from ledgerflow.api.http.settings import ApiSettings
-from ledgerflow.events import Cursor, EventStore, NewEvent
+from ledgerflow.events import Cursor, EventStore, NewEvent, gcpause
 from ledgerflow.notifications.blocks import parse_block
 from ledgerflow.notifications.dispatch import RetryPolicy
 from ledgerflow.notifications.engine import AutomationEngine
@@ -138,14 +138,18 @@ def test_the_engine_reads_the_types_its_rules_look_at_and_follows_rule_changes(
     assert [orjson.loads(m.body)["text"] for m in app.at("/slack")] == ["2"]
 
 
-def test_starting_the_service_freezes_the_heap_it_was_set_up_with(store: EventStore, tmp_path: Path) -> None:
-    service = automation_service(store, blocks_in(store, tmp_path))
+
+def test_the_server_freezes_the_heap_it_started_with_once(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gcpause, "_frozen", False)  # as in a fresh process
     gc.unfreeze()  # whatever an earlier test in this process froze
     setup: list[object] = []  # made before the start, tracked by the collector
     assert any(obj is setup for obj in gc.get_objects())
-    service.start()
-    try:
+    server_app = create_app(settings_for(tmp_path, store_url), ApiSettings(run_projections=False))
+    with serving(server_app):
         assert gc.get_freeze_count() > 0
         assert not any(obj is setup for obj in gc.get_objects())  # frozen: out of the collections' reach
-    finally:
-        service.stop()
+        later: list[object] = []
+        gcpause.freeze_startup_heap()  # a second call (another server in this process) freezes nothing more
+        assert any(obj is later for obj in gc.get_objects())
