@@ -68,7 +68,8 @@ _FACTS_CACHE = 20_000
 _RUNS_CACHE = 1_000
 _RUN_EVENTS = 64
 """A run's stream is kept from the log (for the templates' `flow_run`) up to this many events;
-a longer one is read when a firing needs it."""
+a longer one, or one with events of types the engine does not read (a gap), is read when a
+firing needs it."""
 LEASE = 15.0
 """Seconds an engine's lease lasts unless renewed (a dead engine's is taken over after that)."""
 _RENEW_AFTER = 2 / 3
