@@ -29,6 +29,7 @@ import uvicorn
 
 from bench._common import percentile, temp_postgres_url, temp_sqlite_url
 from ledgerflow.events import EventStore, NewEvent, open_store
+from ledgerflow.events.gcpause import freeze_startup_heap
 from ledgerflow.events.model import new_id
 from ledgerflow.notifications.blocks import BlockStore, parse_block
 from ledgerflow.notifications.definitions import Automations
@@ -153,6 +154,7 @@ def run_case(store_url: str, *, fan_out: bool, rate: float, seconds: float) -> d
             _set_up(store, home, url, fan_out)
             service = automation_service(store, SecretBox(load_keys(None, home)))
             service.start()
+            freeze_startup_heap()  # as the server and `ledgerflow automations run` do
             try:
                 failures = _fail_runs(store, rate, seconds)
                 expected = failures * (RULES if fan_out else 1)

@@ -11,7 +11,10 @@ Two shapes of handler:
   scheduler's next run). The checkpoint moves once the handler has returned, so a crash in
   between hands the batch over again. Make the effects idempotent: append reactions with
   `ledgerflow.events.ids.derived_id(...)` of what caused them, and the store's duplicate-id
-  rule writes each reaction once however often its cause is handled.
+  rule writes each reaction once however often its cause is handled. A handler may stop
+  short of the batch's end by returning the cursor it handled up to: the checkpoint moves
+  there and the rest is read again, with the type filter as it stands then (the automation
+  engine does this when a rule change widens the types it reads).
 - `TransactionalConsumer`: `handler(conn, batch)` writes inside the transaction that moves the
   checkpoint (a projection's rows): both commit or neither, so the effect of each event is
   applied exactly once, even with two processes running the same consumer.
@@ -37,7 +40,7 @@ from ledgerflow.events.service import LoopService
 from ledgerflow.events.store import EventStore
 from ledgerflow.events.transactions import engine_of, write_transaction
 
-__all__ = ["BaseConsumer", "Batch", "Consumer", "Handler", "TransactionalConsumer", "TransactionalHandler"]
+__all__ = ["BaseConsumer", "Batch", "Consumer", "Handler", "TransactionalConsumer", "TransactionalHandler", "Types"]
 
 
 class Batch(NamedTuple):
@@ -49,15 +52,21 @@ class Batch(NamedTuple):
     filter skipped after it: a transactional batch may have no events and still move."""
 
 
-Handler = Callable[[Batch], None]
+Handler = Callable[[Batch], Cursor | None]
+"""Returns None once the whole batch is handled, or the cursor of the last event it handled
+(the events after it are delivered again)."""
+Types = Sequence[str] | Callable[[], Sequence[str] | None] | None
+"""Type names or `*` patterns (None: every type), or a function giving them, asked before
+each read."""
 TransactionalHandler = Callable[[Connection, Batch], None]
 
 
 class BaseConsumer:
     """What both shapes share: the checkpoint, catching up, following, running as a service.
 
-    `types` filters the events delivered (names or `*` patterns; None: all); the checkpoint
-    still moves past the events it skips. A consumer seen for the first time starts at
+    `types` filters the events delivered (names or `*` patterns; None: all; or a function
+    that gives them, asked before each read); the checkpoint still moves past the events it
+    skips. A consumer seen for the first time starts at
     `start` (None: the beginning of the log; `store.head()`: from now on)."""
 
     def __init__(
@@ -65,7 +74,7 @@ class BaseConsumer:
         store: EventStore,
         name: str,
         *,
-        types: Sequence[str] | None = None,
+        types: Types = None,
         batch_size: int = 500,
         start: str | Cursor | None = None,
     ) -> None:
@@ -76,7 +85,7 @@ class BaseConsumer:
         self.store = store
         self.engine = engine_of(store)
         self.name = name
-        self.types = list(types) if types else None
+        self._types = types if callable(types) else (list(types) if types else None)
         self.batch_size = batch_size
         self.start = Cursor.parse(start)
         self._created = False
@@ -96,15 +105,21 @@ class BaseConsumer:
         self._created = True
         return stored
 
+    @property
+    def types(self) -> list[str] | None:
+        """The type filter the next read uses."""
+        wanted = self._types() if callable(self._types) else self._types
+        return list(wanted) if wanted else None
+
     def _stands(self) -> Cursor:
         return self.checkpoint() if self._created else self.ensure()
 
     # -- handling -------------------------------------------------------------------------
 
     def _deliver(self, batch: Batch, seen: Cursor) -> Cursor | None:
-        """Handle `batch`, read after checkpoint `seen`, and move the checkpoint to its end;
-        return the checkpoint now, or None if another process moved it first and nothing of
-        the batch was kept."""
+        """Handle `batch`, read after checkpoint `seen`, and move the checkpoint to its end (or
+        to where the handler stopped); return the checkpoint now, or None if another process
+        moved it first and nothing of the batch was kept."""
         raise NotImplementedError
 
     def catch_up(self, limit: int | None = None) -> int:
@@ -121,8 +136,11 @@ class BaseConsumer:
             if moved is None:
                 seen = self.checkpoint()
                 continue
+            handled += sum(1 for e in page.events if Cursor.parse(e.cursor) <= moved)
+            if moved < upto:  # the handler stopped short: read on from there
+                seen = moved
+                continue
             seen = moved
-            handled += len(page.events)
             if len(page.events) < self.batch_size:
                 break  # the page reached the head: the next read would find nothing
         return handled
@@ -138,7 +156,15 @@ class BaseConsumer:
         is set (noticed within `poll` seconds) or the store is closed; `on_batch(batch)` after
         each batch handled. A handler's error ends the run with the checkpoint before the
         failed batch."""
-        seen = self._stands()
+        seen: Cursor | None = self._stands()
+        while seen is not None:
+            seen = self._follow(seen, stop, on_batch, poll)
+
+    def _follow(
+        self, seen: Cursor, stop: threading.Event, on_batch: Callable[[Batch], None] | None, poll: float
+    ) -> Cursor | None:
+        """`run` with one type filter: the cursor to follow on from when a handler stopped
+        short (the filter may have changed), None when stopped or closed."""
         with self.store.subscribe(after=seen, types=self.types, batch_size=self.batch_size) as feed:
             while not (stop.is_set() or feed.closed):
                 events = feed.poll(timeout=poll)
@@ -150,10 +176,13 @@ class BaseConsumer:
                     seen = feed.cursor = self.checkpoint()
                     continue
                 seen = moved
-                if seen > feed.cursor:  # another process is ahead of us
-                    feed.cursor = seen
                 if on_batch is not None:
                     on_batch(batch)
+                if seen < feed.cursor:
+                    return seen
+                if seen > feed.cursor:  # another process is ahead of us
+                    feed.cursor = seen
+        return None
 
     def service(self, *, interval: float | None = None, error_pause: float = 5.0) -> LoopService:
         """This consumer as a `Service` of its own: following the log (`run`) or, with
@@ -185,7 +214,7 @@ class Consumer(BaseConsumer):
         name: str,
         handler: Handler,
         *,
-        types: Sequence[str] | None = None,
+        types: Types = None,
         batch_size: int = 500,
         start: str | Cursor | None = None,
     ) -> None:
@@ -193,16 +222,18 @@ class Consumer(BaseConsumer):
         self.handler = handler
 
     def _deliver(self, batch: Batch, seen: Cursor) -> Cursor:
-        if batch.events:
-            self.handler(batch)
-        # We handled everything up to batch.upto: whatever another process did meanwhile, the
+        stopped = self.handler(batch) if batch.events else None
+        upto = batch.upto if stopped is None else stopped
+        if not seen < upto <= batch.upto:
+            raise ValueError(f"consumer {self.name!r}: a handler stops within its batch, not at {upto}")
+        # We handled everything up to `upto`: whatever another process did meanwhile, the
         # checkpoint may move there, unless it already stands further.
         while True:
             with write_transaction(self.engine) as conn:
-                if checkpoints.advance(conn, self.name, seen, batch.upto):
-                    return batch.upto
-                current = checkpoints.read(conn, self.name) or batch.upto
-            if current >= batch.upto:
+                if checkpoints.advance(conn, self.name, seen, upto):
+                    return upto
+                current = checkpoints.read(conn, self.name) or upto
+            if current >= upto:
                 return current
             seen = current
 
@@ -218,7 +249,7 @@ class TransactionalConsumer(BaseConsumer):
         name: str,
         handler: TransactionalHandler,
         *,
-        types: Sequence[str] | None = None,
+        types: Types = None,
         batch_size: int = 500,
         start: str | Cursor | None = None,
     ) -> None:

@@ -2,8 +2,11 @@
 events, their actions delivered by the dispatcher.
 
 It is fed by a durable consumer (events/consumer.py) in log order: `handle(batch)` for each
-batch, `tick(now)` when the log is idle (proactive windows expire with the clock). Its state is
-kept in `automation_engine_state`, written after each batch:
+batch, `tick(now)` when the log is idle (proactive windows expire with the clock). The consumer
+reads only the types the engine looks at (`types()`: the rules' event types, the definitions,
+the outcomes and run creations); a definition that widens them ends its batch (`take`), since
+the events after it were read with the narrower filter. Its state is kept in
+`automation_engine_state`, written after each batch:
 
 - `cursor`: the last event whose effects are in the state. A batch delivered again after a
   crash (at-least-once) skips what the state already holds.
@@ -33,7 +36,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -60,11 +63,13 @@ __all__ = ["LEASE", "AutomationEngine", "EngineStateMoved"]
 
 _log = logging.getLogger("ledgerflow.notifications")
 _OUTCOMES = frozenset({"action.succeeded", "action.failed"})
+_ALWAYS_READ = frozenset({*DEFINITION_TYPES, *_OUTCOMES, "flow-run.created"})
 _FACTS_CACHE = 20_000
 _RUNS_CACHE = 1_000
 _RUN_EVENTS = 64
 """A run's stream is kept from the log (for the templates' `flow_run`) up to this many events;
-a longer one is read when a firing needs it."""
+a longer one, or one with events of types the engine does not read (a gap), is read when a
+firing needs it."""
 LEASE = 15.0
 """Seconds an engine's lease lasts unless renewed (a dead engine's is taken over after that)."""
 _RENEW_AFTER = 2 / 3
@@ -202,22 +207,39 @@ class AutomationEngine:
 
     # -- feeding ---------------------------------------------------------------------------
 
+    def types(self) -> list[str]:
+        """The event types (names and `*` patterns) the engine needs to read, as of its state."""
+        with self._lock:
+            if not self._loaded:
+                self.load()
+            return sorted(_ALWAYS_READ | self.evaluator.patterns())
+
     def handle(self, events: Sequence[StoredEvent], upto: Cursor | str | None = None) -> int:
         """Evaluate a batch of events (log order); return the firings it caused."""
+        return self.take(events, upto)[0]
+
+    def take(self, events: Sequence[StoredEvent], upto: Cursor | str | None = None) -> tuple[int, Cursor | None]:
+        """`handle`, and the event it stopped after when a definition widened `types()` (None
+        when it went to `upto`): the events past it are to be read again with the new filter."""
         with self._lock:
             if not self._loaded:
                 self.load()
             fresh = [e for e in events if Cursor.parse(e.cursor) > self.cursor]
             end = Cursor.parse(upto) if upto is not None else (Cursor.parse(events[-1].cursor) if events else self.cursor)
             if not fresh and end <= self.cursor:
-                return 0
+                return 0, None
+            stopped = None
             firings: list[tuple[Firing, StoredEvent | None]] = []
             for event in fresh:
+                before = self.evaluator.patterns() if event.type in DEFINITION_TYPES else None
                 self._note(event)
                 run = self._run_facts(event) if self.evaluator.needs_run(event) else None
                 firings.extend((firing, event) for firing in self.evaluator.observe(event, run))
+                if before is not None and not self.evaluator.patterns() <= before:
+                    stopped = end = Cursor.parse(event.cursor)
+                    break
             self.cursor = max(self.cursor, end)
-            return self._commit(firings)
+            return self._commit(firings), stopped
 
     def tick(self, now: float | None = None) -> int:
         """Let time pass up to `now` (default: the clock) less `settle`; return the firings.
@@ -288,9 +310,9 @@ class AutomationEngine:
 
     def _commit(self, firings: list[tuple[Firing, StoredEvent | None]]) -> int:
         by_stream: dict[str, list[NewEvent]] = {}
-        run_streams: dict[str, list[StoredEvent]] = {}  # several rules firing on one run read it once
+        runs = _RunViews(self.store, self._runs)  # several rules firing on one event read and fold its run once
         for firing, cause in firings:
-            by_stream.setdefault(automation_stream(firing.automation.id), []).extend(self._events(firing, cause, run_streams))
+            by_stream.setdefault(automation_stream(firing.automation.id), []).extend(self._events(firing, cause, runs))
         appends = [StreamAppend(stream, events) for stream, events in by_stream.items()]
         stored = self.store.append_streams(appends) if appends else []
         actions = [e for e in stored if e.type == "action.triggered"]
@@ -304,18 +326,13 @@ class AutomationEngine:
             self.dispatcher.submit(actions)
         return len(firings)
 
-    def _events(self, firing: Firing, cause: StoredEvent | None, run_streams: dict[str, list[StoredEvent]]) -> list[NewEvent]:
+    def _events(self, firing: Firing, cause: StoredEvent | None, runs: _RunViews) -> list[NewEvent]:
         if cause is not None and firing.fired.posture == "reactive":
             event = cause
         else:
             event = self._read(firing.fired.event.stream, firing.fired.event.stream_position)
         run_id = run_id_of(event)
-        flow_run = None
-        if run_id is not None:
-            if run_id not in run_streams:
-                kept = self._runs.get(run_id)
-                run_streams[run_id] = list(kept) if kept is not None else self.store.read_stream(flow_run_stream(run_id))
-            flow_run = run_as_of(run_id, run_streams[run_id], event)
+        flow_run = runs.as_of(run_id, event) if run_id is not None else None
         context = template_context(event, flow_run, firing.automation)
         return firing_events(firing.id, firing.automation, firing.fired, event, run_id, context)
 
@@ -341,3 +358,24 @@ class AutomationEngine:
         if actions:
             _log.info("automation engine %r: delivering %d action(s) pending since before a restart", self.name, len(actions))
             self.dispatcher.submit(actions)
+
+
+class _RunViews:
+    """The runs that one commit's firings show their templates, each stream read and each view
+    folded once (the templates' sandbox cannot change a view, so rules firing on one event
+    share it)."""
+
+    def __init__(self, store: EventStore, kept: Mapping[str, list[StoredEvent]]) -> None:
+        self._store = store
+        self._kept = kept
+        self._streams: dict[str, list[StoredEvent]] = {}
+        self._views: dict[tuple[str, UUID], dict[str, Any] | None] = {}
+
+    def as_of(self, run_id: str, event: StoredEvent) -> dict[str, Any] | None:
+        key = (run_id, event.id)
+        if key not in self._views:
+            if run_id not in self._streams:
+                kept = self._kept.get(run_id)
+                self._streams[run_id] = list(kept) if kept is not None else self._store.read_stream(flow_run_stream(run_id))
+            self._views[key] = run_as_of(run_id, self._streams[run_id], event)
+        return self._views[key]

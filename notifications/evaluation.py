@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledgerflow.events.ids import derived_id
@@ -71,9 +71,23 @@ class _Rule:
         return self.events.matches(event_type), self.after is not None and self.after.matches(event_type)
 
 
+_TYPES_CACHED = 1_000
+
+
+class _ForType(NamedTuple):
+    """The rules an event type reaches: (rule, matched, opens) for each rule it concerns, and
+    each proactive one it does not (their windows expire with any event's time)."""
+
+    rules: list[tuple[_Rule, bool, bool]]
+    needs_run: bool
+
+
 class Evaluator:
     def __init__(self, automations: Iterable[Automation] = ()) -> None:
         self._rules: dict[UUID, _Rule] = {}
+        self._by_type: dict[str, _ForType] = {}
+        """Per event type, what `_for_type` found: matching each rule's patterns on every
+        event cost more than the rest of the evaluation at a thousand firings a second."""
         self.now = float("-inf")
         for automation in automations:
             self.put(automation)
@@ -91,30 +105,53 @@ class Evaluator:
         old = self._rules.get(automation.id)
         keep = old.state if old is not None and old.automation.trigger == automation.trigger else None
         self._rules[automation.id] = _Rule(automation, keep)
+        self._by_type.clear()
 
     def remove(self, automation_id: UUID) -> None:
         self._rules.pop(automation_id, None)
+        self._by_type.clear()
+
+    def patterns(self) -> set[str]:
+        """The event types (names and `*` patterns) that some automation's trigger looks at."""
+        found: set[str] = set()
+        for rule in self._rules.values():
+            trigger = rule.automation.trigger
+            found.update(trigger.match.events)
+            if isinstance(trigger, ProactiveTrigger):
+                found.update(trigger.after)
+        return found
 
     def concerned(self, event_type: str) -> bool:
         """Whether any automation's trigger looks at events of this type."""
-        return any(any(rule.concerns(event_type)) for rule in self._rules.values())
+        return any(matched or opens for _, matched, opens in self._for_type(event_type).rules)
 
     def needs_run(self, event: StoredEvent) -> bool:
         """Whether the run's facts matter for this event (a filter or a bucket per run/flow)."""
-        for rule in self._rules.values():
-            if any(rule.concerns(event.type)):
-                trigger = rule.automation.trigger
-                if trigger.match.filters_runs or trigger.for_each is not None:
-                    return True
-        return False
+        return self._for_type(event.type).needs_run
+
+    def _for_type(self, event_type: str) -> _ForType:
+        found = self._by_type.get(event_type)
+        if found is None:
+            rules = []
+            needs_run = False
+            for rule in self._rules.values():
+                matched, opens = rule.concerns(event_type)
+                if matched or opens:
+                    trigger = rule.automation.trigger
+                    needs_run = needs_run or trigger.match.filters_runs or trigger.for_each is not None
+                if matched or opens or rule.after is not None:
+                    rules.append((rule, matched, opens))
+            if len(self._by_type) >= _TYPES_CACHED:  # custom event types are unbounded
+                self._by_type.clear()
+            found = self._by_type[event_type] = _ForType(rules, needs_run)
+        return found
 
     def observe(self, event: StoredEvent, run: RunFacts | None) -> list[Firing]:
         """Evaluate every automation on one event (in log order)."""
         ref = event_ref(event)
         self.now = max(self.now, ref.occurred)
         firings: list[Firing] = []
-        for rule in self._rules.values():
-            matched, opens = rule.concerns(event.type)
+        for rule, matched, opens in self._for_type(event.type).rules:
             if (matched or opens) and resource_matches(rule.automation.trigger.match, run):
                 bucket = bucket_of(rule.automation.trigger.for_each, run)
                 fired = rule.state.observe(ref, bucket, self.now, matched=matched, opens=opens)

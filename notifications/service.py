@@ -2,8 +2,8 @@
 `ledgerflow automations run`.
 
 One loop, every `read_every` seconds while this process holds the engine's lease: the durable
-consumer "automations" (events/consumer.py) catches up with the log, handing each batch to the
-engine; then, every `tick_every` seconds, time passes for proactive triggers. The dispatcher
+consumer "automations" (events/consumer.py) catches up with the log, reading the types the
+engine asks for, and hands each batch to the engine; then, every `tick_every` seconds, time passes for proactive triggers. The dispatcher
 delivers what fires.
 """
 
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from ledgerflow.events.consumer import Batch, Consumer
+from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.errors import EventStoreError
 from ledgerflow.events.service import LoopService
 from ledgerflow.events.store import EventStore
@@ -99,8 +100,8 @@ def automation_service(
     start = store.head()
     engine = AutomationEngine(store, blocks.engine, dispatcher, clock=clock, settle=settle, start=start)
 
-    def handle(batch: Batch) -> None:
-        engine.handle(batch.events, batch.upto)
+    def handle(batch: Batch) -> Cursor | None:
+        return engine.take(batch.events, batch.upto)[1]
 
-    consumer = Consumer(store, CONSUMER, handle, start=start)
+    consumer = Consumer(store, CONSUMER, handle, types=engine.types, start=start)
     return AutomationService(store, engine, consumer, tick_every=tick_every, read_every=read_every)

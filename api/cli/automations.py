@@ -435,6 +435,7 @@ def run_engine() -> None:
     import signal
     import threading
 
+    from ledgerflow.events.gcpause import freeze_startup_heap
     from ledgerflow.notifications.service import automation_service
 
     settings = load_settings()
@@ -445,6 +446,7 @@ def run_engine() -> None:
         try:
             service = automation_service(store, SecretBox.from_settings(settings))
             service.start()
+            freeze_startup_heap()
         except (NotificationError, EventStoreError) as exc:
             fail(str(exc).splitlines()[0])
         try:

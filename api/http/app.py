@@ -28,6 +28,7 @@ from ledgerflow.api.http.settings import ApiSettings, load_api_settings
 from ledgerflow.api.http.state import ServerState
 from ledgerflow.api.http.templating import STATIC, STATIC_URL, Assets
 from ledgerflow.events import Settings, load_settings
+from ledgerflow.events.gcpause import freeze_startup_heap
 from ledgerflow.events.service import Supervisor
 
 __all__ = ["SETTINGS_VARIABLE", "app_from_environment", "create_app"]
@@ -51,6 +52,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
         supervisor = Supervisor(services(state, api, settings))
         try:
             await to_thread.run_sync(supervisor.start)
+            freeze_startup_heap()
             metrics.watch(state)
             app.state.ledgerflow = state
             yield

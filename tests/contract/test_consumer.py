@@ -125,6 +125,62 @@ def test_a_type_filter_skips_other_events_and_the_checkpoint_moves_past_them(
     assert transactional.checkpoint() == Cursor.parse(more[-1].cursor)
 
 
+def _widening(types: list[str]) -> Callable[[Batch], Cursor | None]:
+    """A handler that, on an `a.widen` event, starts wanting `b.*` too and stops there."""
+
+    def handler(batch: Batch) -> Cursor | None:
+        for event in batch.events:
+            if event.type == "a.widen" and "b.*" not in types:
+                types.append("b.*")
+                return Cursor.parse(event.cursor)
+        return None
+
+    return handler
+
+
+@pytest.mark.parametrize("following", [False, True], ids=["catch_up", "run"])
+def test_a_handler_that_stops_short_gets_the_rest_again_with_the_types_asked_anew(
+    store: EventStore, following: bool
+) -> None:
+    before = append(store, 2, kind="b.early", stream="other")
+    widen = append(store, 1, kind="a.widen")
+    after = append(store, 3, kind="b.late", stream="other")
+    types = ["a.*"]
+    seen: list[StoredEvent] = []
+    widening = _widening(types)
+
+    def handler(batch: Batch) -> Cursor | None:
+        stopped = widening(batch)
+        seen.extend(e for e in batch.events if stopped is None or Cursor.parse(e.cursor) <= stopped)
+        return stopped
+
+    consumer = Consumer(store, f"widening-{following}", handler, types=lambda: types)
+    if following:
+        stop = threading.Event()
+        thread = threading.Thread(target=consumer.run, args=(stop,), kwargs={"poll": 0.05})
+        thread.start()
+        try:
+            wait_for(lambda: consumer.checkpoint() == Cursor.parse(after[-1].cursor))
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    else:
+        assert consumer.catch_up() == 4
+    # The b.* events before the widening were skipped under the old filter; those after it
+    # were read again once the filter had changed.
+    assert seen == widen + after
+    assert before[0] not in seen
+    assert consumer.checkpoint() == Cursor.parse(after[-1].cursor)
+
+
+def test_a_handler_cannot_stop_outside_its_batch(store: EventStore) -> None:
+    append(store, 2)
+    consumer = Consumer(store, "backwards", lambda batch: Cursor(0, 0))
+    with pytest.raises(ValueError, match="within its batch"):
+        consumer.catch_up()
+    assert consumer.checkpoint() == Cursor(0, 0)
+
+
 def test_a_consumer_can_start_from_now_on(store: EventStore) -> None:
     append(store, 5)
     seen, handler = recorder()

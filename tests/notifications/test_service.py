@@ -4,6 +4,7 @@ alone with an injected clock for a proactive rule."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import pytest
 
 from ledgerflow.api.http.app import create_app
 from ledgerflow.api.http.settings import ApiSettings
-from ledgerflow.events import Cursor, EventStore
+from ledgerflow.events import Cursor, EventStore, NewEvent, gcpause
 from ledgerflow.notifications.blocks import parse_block
 from ledgerflow.notifications.dispatch import RetryPolicy
 from ledgerflow.notifications.engine import AutomationEngine
@@ -99,3 +100,56 @@ def test_proactive_rule_on_the_service_clock(
 def _handled(engine: AutomationEngine, runs: Runs) -> bool:
     assert runs.last is not None
     return engine.cursor >= Cursor.parse(runs.last.cursor)
+
+
+WATCHES_CUSTOM = """
+name: custom
+trigger: {match: {events: ["custom.thing"]}}
+actions: [{type: slack, block: ops, text: "{{ event.data.n }}"}]
+"""
+
+
+def test_the_engine_reads_the_types_its_rules_look_at_and_follows_rule_changes(
+    store: EventStore, tmp_path: Path, receiver: tuple[HttpReceiver, str],
+) -> None:
+    app, url = receiver
+    blocks = blocks_in(store, tmp_path)
+    blocks.create("ops", parse_block("slack-webhook", {"url": f"{url}/slack"}))
+    create_automation(store, WATCHES_CUSTOM.replace("custom.thing", "flow-run.Failed").replace("name: custom", "name: failures"))
+    service = automation_service(store, blocks, settle=0.0, retry=RetryPolicy(attempts=2, first_delay=0.01))
+    assert service.engine.hold()
+    assert "custom.thing" not in (service.consumer.types or [])
+    assert "flow-run.Failed" in (service.consumer.types or [])
+    assert "automation.triggered" not in (service.consumer.types or [])  # its own firings: not read back
+    # In one batch: a custom event no rule watches, the rule that watches it, then a custom
+    # event after the rule. The batch was read without the custom type, so the rule's creation
+    # ends it and the rest is read again with it.
+    store.append("custom", [NewEvent(type="custom.thing", data={"n": 1})])
+    automation = create_automation(store, WATCHES_CUSTOM)
+    [last] = store.append("custom", [NewEvent(type="custom.thing", data={"n": 2})])
+    wait_until(lambda: Cursor.parse(store.head()) >= Cursor.parse(last.cursor), what="the feed shows the events")
+    service.start()
+    try:
+        wait_until(lambda: len(outcomes_of(store, automation)) == 1, what="the alert on the event after the rule")
+        assert "custom.thing" in (service.consumer.types or [])
+        wait_until(lambda: service.consumer.checkpoint() >= Cursor.parse(last.cursor), what="the checkpoint past it")
+    finally:
+        service.stop()
+    assert [orjson.loads(m.body)["text"] for m in app.at("/slack")] == ["2"]
+
+
+
+def test_the_server_freezes_the_heap_it_started_with_once(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gcpause, "_frozen", False)  # as in a fresh process
+    gc.unfreeze()  # whatever an earlier test in this process froze
+    setup: list[object] = []  # made before the start, tracked by the collector
+    assert any(obj is setup for obj in gc.get_objects())
+    server_app = create_app(settings_for(tmp_path, store_url), ApiSettings(run_projections=False))
+    with serving(server_app):
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is setup for obj in gc.get_objects())  # frozen: out of the collections' reach
+        later: list[object] = []
+        gcpause.freeze_startup_heap()  # a second call (another server in this process) freezes nothing more
+        assert any(obj is later for obj in gc.get_objects())

@@ -13,8 +13,9 @@ from ledgerflow.events import EventMeta, StoredEvent
 from ledgerflow.notifications import RuleError, load_rule, parse_rule
 from ledgerflow.notifications.context import flow_run_view
 from ledgerflow.notifications.errors import TemplateRenderError
+from ledgerflow.notifications.evaluation import Evaluator
 from ledgerflow.notifications.matching import RunFacts, resource_matches, run_id_of
-from ledgerflow.notifications.model import Match, ProactiveTrigger, ReactiveTrigger
+from ledgerflow.notifications.model import Automation, Match, ProactiveTrigger, ReactiveTrigger
 from ledgerflow.notifications.signing import sign, verify
 from ledgerflow.notifications.templates import check, render
 
@@ -172,3 +173,31 @@ def test_signatures() -> None:
     assert verify("s3cret", "1700000000", body, signature, now=1_700_000_100)
     assert not verify("s3cret", "1700000000", body, signature, now=1_700_001_000)
     assert not verify("s3cret", "nope", body, signature)
+
+
+def _automation(text: str) -> Automation:
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    return Automation.model_validate({**parse_rule(text).model_dump(), "id": uuid4(), "created": now, "updated": now})
+
+
+def test_the_evaluator_follows_rule_changes_for_types_it_has_seen() -> None:
+    on_failed = _automation('name: a\ntrigger: {match: {events: ["flow-run.Failed"]}}\nactions: [{type: slack, block: x, text: t}]')
+    evaluator = Evaluator([on_failed])
+    assert evaluator.patterns() == {"flow-run.Failed"}
+    assert [f.automation.id for f in evaluator.observe(_event("flow-run.Failed", {}), None)] == [on_failed.id]
+    assert evaluator.observe(_event("flow-run.Crashed", {}, position=2), None) == []
+    assert not evaluator.needs_run(_event("flow-run.Crashed", {}))
+
+    on_crashed = _automation('name: b\ntrigger: {match: {events: ["flow-run.C*"], flow_name: etl}}\n'
+                             'actions: [{type: slack, block: x, text: t}]')
+    evaluator.put(on_crashed)  # a type seen before now reaches a rule, one that filters runs
+    assert evaluator.patterns() == {"flow-run.Failed", "flow-run.C*"}
+    assert evaluator.needs_run(_event("flow-run.Crashed", {}))
+    etl = RunFacts.from_created("r1", {"flow_name": "etl"})
+    assert [f.automation.id for f in evaluator.observe(_event("flow-run.Crashed", {}, position=3), etl)] == [on_crashed.id]
+
+    evaluator.put(on_failed.model_copy(update={"enabled": False}))  # disabled: reaches nothing any more
+    evaluator.remove(on_crashed.id)
+    assert evaluator.patterns() == set()
+    assert evaluator.observe(_event("flow-run.Failed", {}, position=4), None) == []
+    assert evaluator.observe(_event("flow-run.Crashed", {}, position=5), etl) == []
