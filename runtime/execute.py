@@ -187,6 +187,9 @@ def _claim(runtime: config.Runtime, read: FlowRunHistory, wait: bool, executor: 
             if not wait:
                 raise RunNotAdoptable(str(due)) from None
             _sleep_until(due.until)
+            # Claim on what we read: at the due time a hundred runs claim at once, and the
+            # versioned append reads the run again only if it moved meanwhile.
+            known = history
             continue
         except RunStateConflict:
             raise _lost_or_not_claimable(run_id, read_flow_run(runtime.log, run_id), waiting_since) from None

@@ -8,10 +8,11 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ledgerflow.events import EventStore
+from ledgerflow.events import EventStore, StoredEvent
 from ledgerflow.events.model import utcnow
 from ledgerflow.events.runs import (
     RunNotFound,
@@ -21,7 +22,7 @@ from ledgerflow.events.runs import (
     read_flow_run,
     request_flow_run,
 )
-from ledgerflow.runtime import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
+from ledgerflow.runtime import RunAlreadyClaimed, RunNotAdoptable, config, execute_flow_run
 from ledgerflow.runtime.entrypoints import EntrypointError, entrypoint_of, load_entrypoint
 from tests.runtime import sample_flows
 from tests.runtime.conftest import run_events
@@ -74,6 +75,31 @@ def test_a_run_scheduled_for_later_waits_for_its_time(runs: EventStore) -> None:
     assert execute_flow_run(run_id).is_completed()
     running = next(e for e in run_events(runs, run_id) if e.type == "flow-run.Running")
     assert running.recorded >= due
+
+
+def test_a_run_that_waited_for_its_time_is_claimed_on_what_was_read_before_the_wait(
+    runs: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hundred runs due at once each claim at that moment: reading each run again then (one
+    # more request each, through a server) would delay them all; the versioned claim catches
+    # any change made during the wait.
+    due = utcnow() + timedelta(seconds=0.5)
+    run_id = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1}, scheduled_time=due)
+    stream = f"flow-run-{run_id}"
+    log = config.current().log
+    reads_before_claim = 0
+    read_stream = log.read_stream
+
+    def counting(name: str, *args: Any, **kwargs: Any) -> list[StoredEvent]:
+        nonlocal reads_before_claim
+        events = read_stream(name, *args, **kwargs)
+        if name == stream and not any(e.type == "flow-run.Pending" for e in events):
+            reads_before_claim += 1
+        return events
+
+    monkeypatch.setattr(log, "read_stream", counting)
+    assert execute_flow_run(run_id).is_completed()
+    assert reads_before_claim == 1
 
 
 def test_two_executors_racing_for_one_run_run_it_once(runs: EventStore) -> None:
