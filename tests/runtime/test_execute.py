@@ -15,6 +15,7 @@ import pytest
 from ledgerflow.events import EventStore, StoredEvent
 from ledgerflow.events.model import utcnow
 from ledgerflow.events.runs import (
+    RunClaim,
     RunNotFound,
     RunStateConflict,
     cancel_flow_run,
@@ -23,6 +24,7 @@ from ledgerflow.events.runs import (
     request_flow_run,
 )
 from ledgerflow.runtime import RunAlreadyClaimed, RunNotAdoptable, config, execute_flow_run
+from ledgerflow.runtime.execute import claim_due_runs
 from ledgerflow.runtime.entrypoints import EntrypointError, entrypoint_of, load_entrypoint
 from tests.runtime import sample_flows
 from tests.runtime.conftest import run_events
@@ -100,6 +102,19 @@ def test_a_run_that_waited_for_its_time_is_claimed_on_what_was_read_before_the_w
     monkeypatch.setattr(log, "read_stream", counting)
     assert execute_flow_run(run_id).is_completed()
     assert reads_before_claim == 1
+
+
+def test_a_batch_claim_writes_nothing_when_one_of_its_runs_moved_since_it_was_read(runs: EventStore) -> None:
+    first, second = (request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1}) for _ in range(2))
+    claims = [RunClaim.of(read_flow_run(runs, run_id), f"host:{n}", None) for n, run_id in enumerate((first, second))]
+    propose_flow_run_state(runs, second, "Pending", actor="another executor")
+    assert claim_due_runs(runs, claims) == {}  # each executor claims its run itself
+    assert read_flow_run(runs, first).state.name == "Scheduled"  # type: ignore[union-attr]
+    third = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1})
+    claims = [claims[0], RunClaim.of(read_flow_run(runs, third), "host:2", None)]
+    assert claim_due_runs(runs, claims) == {first: 3, third: 3}
+    pending = read_flow_run(runs, first).events[-1]
+    assert pending.type == "flow-run.Pending" and pending.data["executor"] == "host:0"
 
 
 def test_two_executors_racing_for_one_run_run_it_once(runs: EventStore) -> None:
