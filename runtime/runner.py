@@ -178,18 +178,19 @@ class RunLauncher(LoopService):
         due = [(run_id, claim) for run_id, (claim, when) in self._waiting.items() if when <= now]
         if not due or self._claim is None:
             return
+        positions: dict[str, int] = {}
         try:
             positions = self._claim([claim for _, claim in due])
         except EventStoreError as exc:
             _log.warning("could not claim %d due runs, their processes claim them: %s", len(due), exc)
-            positions = {}
-        self.claimed += len(positions)
-        for run_id, claim in due:
-            del self._waiting[run_id]
-            try:
-                self._pipes[run_id].send(positions.get(claim.flow_run_id))
-            except OSError:
-                pass  # the child ended meanwhile
+        finally:  # every waiting child hears an answer, whatever went wrong here
+            self.claimed += len(positions)
+            for run_id, claim in due:
+                del self._waiting[run_id]
+                try:
+                    self._pipes[run_id].send(positions.get(claim.flow_run_id))
+                except OSError:
+                    pass  # the child ended meanwhile
 
     def _launch_due(self) -> None:
         self._reap()

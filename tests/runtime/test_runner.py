@@ -9,7 +9,7 @@ from pathlib import Path
 from ledgerflow.events import EventStore, open_store
 from ledgerflow.events.deployments import apply_deployment, request_deployment_run, spec_from
 from ledgerflow.events.model import utcnow
-from ledgerflow.events.runs import read_flow_run, request_flow_run
+from ledgerflow.events.runs import RunClaim, read_flow_run, request_flow_run
 from ledgerflow.runtime.execute import claim_due_runs
 from ledgerflow.runtime.runner import ChildSettings, RunLauncher
 from tests.api.conftest import wait_until
@@ -101,3 +101,24 @@ def test_runs_of_a_deployment_with_a_concurrency_limit_are_claimed_by_their_proc
         finally:
             launcher.stop()
         assert launcher.claimed == 0  # each took its slot of the limit, then claimed its run itself
+
+
+def test_runs_the_runner_fails_to_claim_are_claimed_by_their_processes(store_url: str, tmp_path: Path) -> None:
+    def broken(claims: Sequence[RunClaim]) -> dict[str, int]:
+        raise RuntimeError("a bug in the claim")
+
+    with open_store(store_url) as store:
+        due = utcnow() + timedelta(seconds=2)
+        ids = [
+            str(request_flow_run(store, flow_name="add", entrypoint="tests.runtime.sample_flows:add",
+                                 working_dir=str(REPO), parameters={"a": n}, scheduled_time=due).data["flow_run_id"])
+            for n in range(2)
+        ]
+        launcher = RunLauncher(lambda n: still_scheduled(store, ids)[:n], ChildSettings(str(tmp_path / "home"), store_url),
+                               concurrency=2, claim=broken)
+        launcher.start()
+        try:
+            wait_until(lambda: completed(store, ids), timeout=60)
+        finally:
+            launcher.stop()
+        assert launcher.claimed == 0
