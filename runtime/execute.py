@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
-from ledgerflow.events.model import utcnow
+from ledgerflow.events.model import StoredEvent, utcnow
 from ledgerflow.events.errors import ConcurrencyConflict
 from ledgerflow.events.runs import (
     FlowRunHistory,
@@ -64,9 +64,9 @@ class RunAwaitsConcurrency(RunNotAdoptable):
     """Its deployment's concurrency limit is reached: the run stays waiting, untouched."""
 
 
-Claimer = Callable[[RunClaim, datetime], int | None]
+Claimer = Callable[[RunClaim, datetime], StoredEvent | None]
 """Claims a waiting run for this process once it is due (`claim_due_runs`, for many runs at
-once); returns the claim's stream position, or None when this process is to claim it itself."""
+once); returns the claim (its `flow-run.Pending`), or None when this process is to claim it itself."""
 
 
 def execute_flow_run(
@@ -93,7 +93,12 @@ def execute_flow_run(
     read = read_flow_run(runtime.log, run_id)
     ahead = _request_of(read)
     prepared = _prepare(ahead, chdir)
-    history, claimed = _claim(runtime, read, wait, executor, claimer)
+    history, claim = _claim(runtime, read, wait, executor, claimer)
+    claimed = claim.stream_position
+    # What stops the run (a cancel) is written into its stream after the claim: the control
+    # watcher reads on from there, without asking the log for its head (at the due moment of a
+    # hundred runs, a hundred requests to the server).
+    runtime.watcher.start_after(claim.cursor)
     if on_claimed is not None:
         on_claimed()
     created = _request_of(history)
@@ -178,11 +183,12 @@ def _request_of(history: FlowRunHistory) -> dict[str, Any]:
 
 def _claim(
     runtime: config.Runtime, read: FlowRunHistory, wait: bool, executor: str | None, claimer: Claimer | None,
-) -> tuple[FlowRunHistory, int]:
+) -> tuple[FlowRunHistory, StoredEvent]:
     """Move the run Scheduled -> Pending on the version we decided on (one versioned append:
     of two executors exactly one wins); the run's history and version after the claim.
     `read`: the run as just read, decided on first (the versioned append catches any change).
-    A run that waits for its time is handed to `claimer`, if any, to be claimed when due."""
+    A run that waits for its time is handed to `claimer`, if any, to be claimed when due.
+    Returns the run's history and the claim."""
     who = executor or _executor()
     run_id = UUID(read.flow_run_id)
     waiting_since: int | None = None
@@ -205,9 +211,11 @@ def _claim(
                 raise RunNotAdoptable(str(due)) from None
             if claimer is not None:
                 claim = RunClaim.of(history, who, _request_of(history).get("deployment_id"))
-                position = claimer(claim, due.until)
-                if position is not None:
-                    return (history if position == history.version + 1 else read_flow_run(runtime.log, run_id)), position
+                by_claimer = claimer(claim, due.until)
+                if by_claimer is not None:
+                    if by_claimer.stream_position != history.version + 1:
+                        history = read_flow_run(runtime.log, run_id)
+                    return history, by_claimer
             _sleep_until(due.until)
             # Claim on what we read: at the due time a hundred runs claim at once, and the
             # versioned append reads the run again only if it moved meanwhile.
@@ -217,13 +225,13 @@ def _claim(
             raise _lost_or_not_claimable(run_id, read_flow_run(runtime.log, run_id), waiting_since) from None
         if claimed.stream_position != history.version + 1:
             history = read_flow_run(runtime.log, run_id)  # someone wrote between our read and the claim
-        return history, claimed.stream_position
+        return history, claimed
 
 
-def claim_due_runs(log: RunLog, claims: Sequence[RunClaim]) -> dict[str, int]:
+def claim_due_runs(log: RunLog, claims: Sequence[RunClaim]) -> dict[str, StoredEvent]:
     """Claim for their executors the runs of `claims` that are due and take no concurrency
-    slot, in one append; run id -> the claim's stream position. The others (and all, when one
-    run moved since its executor read it) are left to their executors to claim themselves."""
+    slot, in one append; run id -> its claim. The others (and all, when one run moved since
+    its executor read it) are left to their executors to claim themselves."""
     limited: dict[str, bool] = {}
     for deployment_id in {c.deployment_id for c in claims if c.deployment_id}:
         deployment = read_deployment(log, deployment_id)
@@ -235,7 +243,7 @@ def claim_due_runs(log: RunLog, claims: Sequence[RunClaim]) -> dict[str, int]:
         claimed = claim_flow_runs(log, free)
     except ConcurrencyConflict:
         return {}
-    return {c.flow_run_id: event.stream_position for c, event in zip(free, claimed, strict=True)}
+    return {c.flow_run_id: event for c, event in zip(free, claimed, strict=True)}
 
 
 def _hold_concurrency_slot(runtime: config.Runtime, run_id: UUID, history: FlowRunHistory) -> None:

@@ -37,7 +37,7 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 
 from ledgerflow.events.errors import EventStoreError
-from ledgerflow.events.model import utcnow
+from ledgerflow.events.model import StoredEvent, utcnow
 from ledgerflow.events.runs import RunClaim
 from ledgerflow.events.service import LoopService
 
@@ -66,16 +66,16 @@ class ChildSettings:
 
 
 class _ClaimedByRunner:
-    """A child's `Claimer`: the runner claims the run when due and answers with the claim's
-    stream position, or None (then the child claims it itself, as when the runner is gone)."""
+    """A child's `Claimer`: the runner claims the run when due and answers with the claim, or
+    None (then the child claims it itself, as when the runner is gone)."""
 
     def __init__(self, pipe: Connection) -> None:
         self._pipe = pipe
 
-    def __call__(self, claim: RunClaim, due: datetime) -> int | None:
+    def __call__(self, claim: RunClaim, due: datetime) -> StoredEvent | None:
         try:
             self._pipe.send((claim, due))
-            answer: int | None = self._pipe.recv()
+            answer: StoredEvent | None = self._pipe.recv()
         except (EOFError, OSError):
             return None
         return answer
@@ -136,7 +136,7 @@ class RunLauncher(LoopService):
         concurrency: int = 8,
         interval: float = 0.1,
         name: str = "runner",
-        claim: Callable[[Sequence[RunClaim]], dict[str, int]] | None = None,
+        claim: Callable[[Sequence[RunClaim]], dict[str, StoredEvent]] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -178,17 +178,17 @@ class RunLauncher(LoopService):
         due = [(run_id, claim) for run_id, (claim, when) in self._waiting.items() if when <= now]
         if not due or self._claim is None:
             return
-        positions: dict[str, int] = {}
+        claimed: dict[str, StoredEvent] = {}
         try:
-            positions = self._claim([claim for _, claim in due])
+            claimed = self._claim([claim for _, claim in due])
         except EventStoreError as exc:
             _log.warning("could not claim %d due runs, their processes claim them: %s", len(due), exc)
         finally:  # every waiting child hears an answer, whatever went wrong here
-            self.claimed += len(positions)
+            self.claimed += len(claimed)
             for run_id, claim in due:
                 del self._waiting[run_id]
                 try:
-                    self._pipes[run_id].send(positions.get(claim.flow_run_id))
+                    self._pipes[run_id].send(claimed.get(claim.flow_run_id))
                 except OSError:
                     pass  # the child ended meanwhile
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ledgerflow.events import EventStore, StoredEvent
+from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.model import utcnow
 from ledgerflow.events.runs import (
     RunClaim,
@@ -112,9 +113,26 @@ def test_a_batch_claim_writes_nothing_when_one_of_its_runs_moved_since_it_was_re
     assert read_flow_run(runs, first).state.name == "Scheduled"  # type: ignore[union-attr]
     third = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1})
     claims = [claims[0], RunClaim.of(read_flow_run(runs, third), "host:2", None)]
-    assert claim_due_runs(runs, claims) == {first: 3, third: 3}
+    assert {run: event.stream_position for run, event in claim_due_runs(runs, claims).items()} == {first: 3, third: 3}
     pending = read_flow_run(runs, first).events[-1]
     assert pending.type == "flow-run.Pending" and pending.data["executor"] == "host:0"
+
+
+def test_an_adopted_run_watches_for_cancels_from_its_claim_on_without_asking_for_the_log_head(
+    runs: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through a server the head is a request: a hundred runs due at once would make a hundred.
+    run_id = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1})
+    runtime = config.current()
+    assert runtime.watcher.cursor is None  # the process's first run
+
+    def no_head() -> str:
+        raise AssertionError("the log's head was asked for")
+
+    monkeypatch.setattr(runtime.log, "head", no_head)
+    assert execute_flow_run(run_id).is_completed()
+    pending = next(e for e in run_events(runs, run_id) if e.type == "flow-run.Pending")
+    assert runtime.watcher.cursor is not None and Cursor.parse(runtime.watcher.cursor) >= Cursor.parse(pending.cursor)
 
 
 def test_two_executors_racing_for_one_run_run_it_once(runs: EventStore) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from ledgerflow.events import EventStore, open_store
+from ledgerflow.events import EventStore, StoredEvent, open_store
 from ledgerflow.events.deployments import apply_deployment, request_deployment_run, spec_from
 from ledgerflow.events.model import utcnow
 from ledgerflow.events.runs import RunClaim, read_flow_run, request_flow_run
@@ -104,7 +104,7 @@ def test_runs_of_a_deployment_with_a_concurrency_limit_are_claimed_by_their_proc
 
 
 def test_runs_the_runner_fails_to_claim_are_claimed_by_their_processes(store_url: str, tmp_path: Path) -> None:
-    def broken(claims: Sequence[RunClaim]) -> dict[str, int]:
+    def broken(claims: Sequence[RunClaim]) -> dict[str, StoredEvent]:
         raise RuntimeError("a bug in the claim")
 
     with open_store(store_url) as store:
