@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
-from ledgerflow.events.model import StoredEvent, utcnow
 from ledgerflow.events.errors import ConcurrencyConflict
+from ledgerflow.events.model import StoredEvent, utcnow
 from ledgerflow.events.runs import (
     FlowRunHistory,
     RunClaim,
@@ -185,10 +185,9 @@ def _claim(
     runtime: config.Runtime, read: FlowRunHistory, wait: bool, executor: str | None, claimer: Claimer | None,
 ) -> tuple[FlowRunHistory, StoredEvent]:
     """Move the run Scheduled -> Pending on the version we decided on (one versioned append:
-    of two executors exactly one wins); the run's history and version after the claim.
+    of two executors exactly one wins); the run's history and the claim (its Pending event).
     `read`: the run as just read, decided on first (the versioned append catches any change).
-    A run that waits for its time is handed to `claimer`, if any, to be claimed when due.
-    Returns the run's history and the claim."""
+    A run that waits for its time is handed to `claimer`, if any, to be claimed when due."""
     who = executor or _executor()
     run_id = UUID(read.flow_run_id)
     waiting_since: int | None = None
