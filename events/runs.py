@@ -6,6 +6,7 @@ writers racing on one run never both win: the loser re-reads and decides again.
 - `request_flow_run`: a run asked for without being run (`flow-run.created` +
   `flow-run.Scheduled`, naming an entrypoint); a runner or worker adopts it later.
 - `propose_flow_run_state`: move a run to a named state if the rules allow it.
+- `claim_flow_runs`: move runs that their executors found claimable to Pending, in one append.
 - `cancel_flow_run`: `Cancelled` if it has not started, else `Cancelling` (its engine ends it).
 - `resume_flow_run`: a paused run goes on (`Running`, its blocked engine continues) or a
   suspended one is asked for again (`Resuming`, an executor runs it anew), with the input it
@@ -39,11 +40,13 @@ __all__ = [
     "FlowRunHistory",
     "InvalidRunInput",
     "PauseExpired",
+    "RunClaim",
     "RunLog",
     "RunNotDue",
     "RunNotFound",
     "RunStateConflict",
     "cancel_flow_run",
+    "claim_flow_runs",
     "flow_run_request",
     "mark_late",
     "last_pause",
@@ -165,19 +168,51 @@ def propose_flow_run_state(
                             decision.until)
         if not isinstance(decision, Accepted):
             raise RunStateConflict(f"flow run {run_id} cannot become {name}: {decision.reason}")
-        payload = StateChanged(
-            flow_run_id=run_id, state_type=proposed.type, state_name=name, message=message,
-        ).as_data()
-        payload.update(data or {})
-        event = NewEvent(
-            type=state_event_type("flow-run", name), data=payload, id=event_id,
-            meta=EventMeta(actor=actor, correlation_id=_root(history)),
-        )
+        event = _state_event(run_id, name, message, data, actor, _root(history), event_id)
         try:
             return log.append_streams([StreamAppend(flow_run_stream(run_id), [event], history.version)])[0]
         except ConcurrencyConflict:
             continue  # another writer moved the run: decide again on what it wrote
     raise RunStateConflict(f"flow run {run_id} kept changing under {_ATTEMPTS} attempts to make it {name}")
+
+
+def _state_event(
+    run_id: str, name: str, message: str | None, data: Mapping[str, Any] | None, actor: str | None,
+    root: UUID | None, event_id: UUID,
+) -> NewEvent:
+    payload = StateChanged(flow_run_id=run_id, state_type=STATE_NAMES[name], state_name=name, message=message).as_data()
+    payload.update(data or {})
+    return NewEvent(type=state_event_type("flow-run", name), data=payload, id=event_id,
+                    meta=EventMeta(actor=actor, correlation_id=root))
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    """A requested run its executor read claimable (Scheduled, Late or Resuming) at stream
+    `version`, to move to Pending for it once due."""
+
+    flow_run_id: str
+    version: int
+    executor: str
+    root_flow_run_id: UUID | None
+    deployment_id: str | None
+
+    @classmethod
+    def of(cls, history: FlowRunHistory, executor: str, deployment_id: str | None) -> RunClaim:
+        return cls(history.flow_run_id, history.version, executor, _root(history), deployment_id)
+
+
+def claim_flow_runs(log: RunLog, claims: Sequence[RunClaim]) -> list[StoredEvent]:
+    """Claim every run of `claims` in one append, each on the version its executor read: the
+    Pending events in order, or ConcurrencyConflict with none written (a run moved since).
+    The events are those `propose_flow_run_state` writes when an executor claims a run itself."""
+    return log.append_streams([
+        StreamAppend(flow_run_stream(claim.flow_run_id), [_state_event(
+            claim.flow_run_id, "Pending", f"claimed by {claim.executor}", {"executor": claim.executor}, "executor",
+            claim.root_flow_run_id, new_id(),
+        )], claim.version)
+        for claim in claims
+    ])
 
 
 def cancel_flow_run(log: RunLog, flow_run_id: str | UUID, message: str | None = None, actor: str = "api") -> StoredEvent:

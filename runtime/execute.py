@@ -16,12 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
-from ledgerflow.events.model import utcnow
+from ledgerflow.events.errors import ConcurrencyConflict
+from ledgerflow.events.model import StoredEvent, utcnow
 from ledgerflow.events.runs import (
     FlowRunHistory,
+    RunClaim,
+    RunLog,
     RunNotDue,
     RunNotFound,
     RunStateConflict,
+    claim_flow_runs,
     propose_flow_run_state,
     read_flow_run,
 )
@@ -38,7 +42,10 @@ from ledgerflow.runtime.states import State
 if TYPE_CHECKING:
     from ledgerflow.runtime.flows import Flow
 
-__all__ = ["ReplayError", "RunAlreadyClaimed", "RunAwaitsConcurrency", "RunNotAdoptable", "RunNotFound", "execute_flow_run", "replay"]
+__all__ = [
+    "Claimer", "ReplayError", "RunAlreadyClaimed", "RunAwaitsConcurrency", "RunNotAdoptable", "RunNotFound",
+    "claim_due_runs", "execute_flow_run", "replay",
+]
 
 _CLAIMABLE = frozenset({"Scheduled", "Late", "Resuming"})
 """Requested runs waiting for an executor (AwaitingRetry is a live engine's own wait);
@@ -57,6 +64,11 @@ class RunAwaitsConcurrency(RunNotAdoptable):
     """Its deployment's concurrency limit is reached: the run stays waiting, untouched."""
 
 
+Claimer = Callable[[RunClaim, datetime], StoredEvent | None]
+"""Claims a waiting run for this process once it is due (`claim_due_runs`, for many runs at
+once); returns the claim (its `flow-run.Pending`), or None when this process is to claim it itself."""
+
+
 def execute_flow_run(
     flow_run_id: str | UUID,
     *,
@@ -64,12 +76,14 @@ def execute_flow_run(
     executor: str | None = None,
     chdir: bool = False,
     on_claimed: Callable[[], None] | None = None,
+    claimer: Claimer | None = None,
 ) -> State:
     """Execute the requested (Scheduled) run `flow_run_id` in this process; its final state.
 
     With `wait=False` a run whose scheduled time has not come is refused instead of waited for.
     With `chdir=True` (a process of its own) the run works in its recorded working directory.
-    `on_claimed` is called once the claim is written (a worker reports it).
+    `on_claimed` is called once the claim is written (a worker reports it). `claimer`: who
+    claims the run for this process once it is due, instead of this process (see `Claimer`).
     Raises RunNotFound, RunAlreadyClaimed, RunNotAdoptable.
     """
     runtime = config.current()
@@ -79,7 +93,12 @@ def execute_flow_run(
     read = read_flow_run(runtime.log, run_id)
     ahead = _request_of(read)
     prepared = _prepare(ahead, chdir)
-    history, claimed = _claim(runtime, read, wait, executor)
+    history, claim = _claim(runtime, read, wait, executor, claimer)
+    claimed = claim.stream_position
+    # What stops the run (a cancel) is written into its stream after the claim: the control
+    # watcher reads on from there, without asking the log for its head (at the due moment of a
+    # hundred runs, a hundred requests to the server).
+    runtime.watcher.start_after(claim.cursor)
     if on_claimed is not None:
         on_claimed()
     created = _request_of(history)
@@ -162,10 +181,13 @@ def _request_of(history: FlowRunHistory) -> dict[str, Any]:
     return request
 
 
-def _claim(runtime: config.Runtime, read: FlowRunHistory, wait: bool, executor: str | None) -> tuple[FlowRunHistory, int]:
+def _claim(
+    runtime: config.Runtime, read: FlowRunHistory, wait: bool, executor: str | None, claimer: Claimer | None,
+) -> tuple[FlowRunHistory, StoredEvent]:
     """Move the run Scheduled -> Pending on the version we decided on (one versioned append:
-    of two executors exactly one wins); the run's history and version after the claim.
-    `read`: the run as just read, decided on first (the versioned append catches any change)."""
+    of two executors exactly one wins); the run's history and the claim (its Pending event).
+    `read`: the run as just read, decided on first (the versioned append catches any change).
+    A run that waits for its time is handed to `claimer`, if any, to be claimed when due."""
     who = executor or _executor()
     run_id = UUID(read.flow_run_id)
     waiting_since: int | None = None
@@ -186,13 +208,41 @@ def _claim(runtime: config.Runtime, read: FlowRunHistory, wait: bool, executor: 
         except RunNotDue as due:
             if not wait:
                 raise RunNotAdoptable(str(due)) from None
+            if claimer is not None:
+                claim = RunClaim.of(history, who, _request_of(history).get("deployment_id"))
+                by_claimer = claimer(claim, due.until)
+                if by_claimer is not None:
+                    if by_claimer.stream_position != history.version + 1:
+                        history = read_flow_run(runtime.log, run_id)
+                    return history, by_claimer
             _sleep_until(due.until)
+            # Claim on what we read: at the due time a hundred runs claim at once, and the
+            # versioned append reads the run again only if it moved meanwhile.
+            known = history
             continue
         except RunStateConflict:
             raise _lost_or_not_claimable(run_id, read_flow_run(runtime.log, run_id), waiting_since) from None
         if claimed.stream_position != history.version + 1:
             history = read_flow_run(runtime.log, run_id)  # someone wrote between our read and the claim
-        return history, claimed.stream_position
+        return history, claimed
+
+
+def claim_due_runs(log: RunLog, claims: Sequence[RunClaim]) -> dict[str, StoredEvent]:
+    """Claim for their executors the runs of `claims` that are due and take no concurrency
+    slot, in one append; run id -> its claim. The others (and all, when one run moved since
+    its executor read it) are left to their executors to claim themselves."""
+    limited: dict[str, bool] = {}
+    for deployment_id in {c.deployment_id for c in claims if c.deployment_id}:
+        deployment = read_deployment(log, deployment_id)
+        limited[deployment_id] = deployment is not None and deployment.spec.concurrency_limit is not None
+    free = [c for c in claims if not (c.deployment_id and limited[c.deployment_id])]
+    if not free:
+        return {}
+    try:
+        claimed = claim_flow_runs(log, free)
+    except ConcurrencyConflict:
+        return {}
+    return {c.flow_run_id: event for c, event in zip(free, claimed, strict=True)}
 
 
 def _hold_concurrency_slot(runtime: config.Runtime, run_id: UUID, history: FlowRunHistory) -> None:

@@ -13,6 +13,14 @@ hundred runs at once do not each take one of PostgreSQL's `max_connections`.
 Children come from a multiprocessing fork server that has ledgerflow imported already: a run
 starts in milliseconds instead of the ~0.3 s of a fresh interpreter, and a crashing flow
 (segfault, OOM kill) takes only its own process down.
+
+A child started ahead of its run's time (whoever composes the runner may hand it runs due
+soon) loads the flow, then, given a `claim` function, hands the waiting run back to the
+runner over a pipe instead of claiming it itself: when it is due the runner claims every such
+run in one append (`claim_due_runs`) and tells each child its claim. A hundred runs due at once
+then cost one write at their time, not a hundred contending ones (and on PostgreSQL not a
+hundred requests each through the server). A run the runner does not claim (a deployment's
+concurrency limit, a run that changed meanwhile, the database away) its child claims itself.
 """
 
 from __future__ import annotations
@@ -23,9 +31,14 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 
+from ledgerflow.events.errors import EventStoreError
+from ledgerflow.events.model import StoredEvent, utcnow
+from ledgerflow.events.runs import RunClaim
 from ledgerflow.events.service import LoopService
 
 __all__ = ["ChildSettings", "RunLauncher", "fork_server"]
@@ -52,7 +65,23 @@ class ChildSettings:
         return values
 
 
-def _execute_in_child(run_id: str, settings: ChildSettings) -> None:
+class _ClaimedByRunner:
+    """A child's `Claimer`: the runner claims the run when due and answers with the claim, or
+    None (then the child claims it itself, as when the runner is gone)."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self._pipe = pipe
+
+    def __call__(self, claim: RunClaim, due: datetime) -> StoredEvent | None:
+        try:
+            self._pipe.send((claim, due))
+            answer: StoredEvent | None = self._pipe.recv()
+        except (EOFError, OSError):
+            return None
+        return answer
+
+
+def _execute_in_child(run_id: str, settings: ChildSettings, pipe: Connection | None = None) -> None:
     """The child process: a fresh runtime from the parent's settings, then the run."""
     for name in ("LEDGERFLOW_API_URL", "LEDGERFLOW_API_KEY"):
         os.environ.pop(name, None)
@@ -62,7 +91,7 @@ def _execute_in_child(run_id: str, settings: ChildSettings) -> None:
     from ledgerflow.runtime.execute import RunNotAdoptable, execute_flow_run
 
     try:
-        state = execute_flow_run(run_id, chdir=True)
+        state = execute_flow_run(run_id, chdir=True, claimer=_ClaimedByRunner(pipe) if pipe is not None else None)
     except RunNotAdoptable as exc:  # claimed elsewhere, cancelled meanwhile: nothing to do
         _log.info("run %s not executed: %s", run_id, exc)
         return
@@ -96,7 +125,8 @@ def fork_server() -> ForkServerContext:
 
 
 class RunLauncher(LoopService):
-    """Every `interval` seconds, starts due runs up to `concurrency` running at once."""
+    """Every `interval` seconds, starts due runs up to `concurrency` running at once; with
+    `claim` (`claim_due_runs` over a log), claims the runs its children wait with when due."""
 
     def __init__(
         self,
@@ -106,15 +136,20 @@ class RunLauncher(LoopService):
         concurrency: int = 8,
         interval: float = 0.1,
         name: str = "runner",
+        claim: Callable[[Sequence[RunClaim]], dict[str, StoredEvent]] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         super().__init__(name, self._launch_due, interval, error_pause=1.0, on_stop=self._stop_children)
         self._due = due
         self._settings = settings
+        self._claim = claim
         self.concurrency = concurrency
         self._running: dict[str, BaseProcess] = {}
+        self._pipes: dict[str, Connection] = {}
+        self._waiting: dict[str, tuple[RunClaim, datetime]] = {}
         self.launched = 0
+        self.claimed = 0
 
     @property
     def running(self) -> list[str]:
@@ -127,9 +162,39 @@ class RunLauncher(LoopService):
             if not process.is_alive():
                 process.join()
                 del self._running[run_id]
+                self._waiting.pop(run_id, None)
+                if (pipe := self._pipes.pop(run_id, None)) is not None:
+                    pipe.close()
+
+    def _claim_waiting(self) -> None:
+        """Take in the runs children wait with; claim those now due, in one append."""
+        for run_id, pipe in self._pipes.items():
+            try:
+                while pipe.poll():
+                    self._waiting[run_id] = pipe.recv()
+            except (EOFError, OSError):
+                continue  # the child ended: reaped next time
+        now = utcnow()
+        due = [(run_id, claim) for run_id, (claim, when) in self._waiting.items() if when <= now]
+        if not due or self._claim is None:
+            return
+        claimed: dict[str, StoredEvent] = {}
+        try:
+            claimed = self._claim([claim for _, claim in due])
+        except EventStoreError as exc:
+            _log.warning("could not claim %d due runs, their processes claim them: %s", len(due), exc)
+        finally:  # every waiting child hears an answer, whatever went wrong here
+            self.claimed += len(claimed)
+            for run_id, claim in due:
+                del self._waiting[run_id]
+                try:
+                    self._pipes[run_id].send(claimed.get(claim.flow_run_id))
+                except OSError:
+                    pass  # the child ended meanwhile
 
     def _launch_due(self) -> None:
         self._reap()
+        self._claim_waiting()
         room = self.concurrency - len(self._running)
         if room <= 0:
             return
@@ -140,11 +205,17 @@ class RunLauncher(LoopService):
                 break
             if run_id in self._running:
                 continue
-            process = fork_server().Process(
-                target=_execute_in_child, args=(run_id, self._settings), name=f"ledgerflow-run-{run_id}", daemon=False
+            context = fork_server()
+            ours, theirs = context.Pipe() if self._claim is not None else (None, None)
+            process = context.Process(
+                target=_execute_in_child, args=(run_id, self._settings, theirs), name=f"ledgerflow-run-{run_id}",
+                daemon=False,
             )
             process.start()
             self._running[run_id] = process
+            if ours is not None and theirs is not None:
+                theirs.close()  # the child has its own copy: ours reads EOF once the child ends
+                self._pipes[run_id] = ours
             self.launched += 1
             room -= 1
 
@@ -158,3 +229,7 @@ class RunLauncher(LoopService):
                 process.terminate()
                 process.join(5)
         self._running.clear()
+        for pipe in self._pipes.values():
+            pipe.close()
+        self._pipes.clear()
+        self._waiting.clear()

@@ -276,14 +276,15 @@ class Scheduler:
             self._templates[schedule_id] = (deployment, append)
             return append
         created, scheduled = template[1].events
-        meta = EventMeta(correlation_id=run_id, actor="scheduler")
+        meta = trusted(EventMeta, {"correlation_id": run_id, "causation_id": None, "actor": "scheduler"})
         occurred = utcnow()
+        # The ids derive from the run id's text, as `run_request` derives them from the UUID.
         events = [
-            trusted(NewEvent, {"type": "flow-run.created", "id": derived_id("flow-run.created", run_id), "meta": meta,
+            trusted(NewEvent, {"type": "flow-run.created", "id": derived_id("flow-run.created", text), "meta": meta,
                                "occurred": occurred, "data": {
                                    **created.data, "flow_run_id": text, "root_flow_run_id": text,
                                    "run_name": f"{deployment.spec.flow_name}-{run_id.hex[-8:]}"}}),
-            trusted(NewEvent, {"type": "flow-run.Scheduled", "id": derived_id("flow-run.Scheduled", run_id),
+            trusted(NewEvent, {"type": "flow-run.Scheduled", "id": derived_id("flow-run.Scheduled", text),
                                "meta": meta, "occurred": occurred,
                                "data": {**scheduled.data, "flow_run_id": text, "scheduled_time": slot.isoformat()}}),
         ]

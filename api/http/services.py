@@ -31,6 +31,7 @@ from ledgerflow.projections import queries
 from ledgerflow.notifications.service import automation_service
 from ledgerflow.projections.readmodel import ReadModel
 from ledgerflow.projections.runner import engine_of
+from ledgerflow.runtime.execute import claim_due_runs
 from ledgerflow.runtime.runner import ChildSettings, RunLauncher
 from ledgerflow.runtime.scheduler import Scheduler, SchedulerSettings
 from ledgerflow.runtime.writer import RECONNECT_SECONDS
@@ -95,7 +96,9 @@ def runner_service(state: ServerState, api: ApiSettings, settings: Settings) -> 
     through_server = engine_of(state.store).dialect.name != "sqlite"
     child = ChildSettings(str(settings.home), settings.store_url, api.own_url if through_server else None,
                           api.runner_key if through_server and api.auth else None)
-    return RunLauncher(due, child, concurrency=api.runner_concurrency)
+    # The runs its children wait with are claimed here, on the store, in one append when due.
+    return RunLauncher(due, child, concurrency=api.runner_concurrency,
+                       claim=lambda claims: claim_due_runs(state.store, claims))
 
 
 class _Checked:

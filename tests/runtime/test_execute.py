@@ -8,12 +8,15 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ledgerflow.events import EventStore
+from ledgerflow.events import EventStore, StoredEvent
+from ledgerflow.events.cursor import Cursor
 from ledgerflow.events.model import utcnow
 from ledgerflow.events.runs import (
+    RunClaim,
     RunNotFound,
     RunStateConflict,
     cancel_flow_run,
@@ -21,7 +24,8 @@ from ledgerflow.events.runs import (
     read_flow_run,
     request_flow_run,
 )
-from ledgerflow.runtime import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
+from ledgerflow.runtime import RunAlreadyClaimed, RunNotAdoptable, config, execute_flow_run
+from ledgerflow.runtime.execute import claim_due_runs
 from ledgerflow.runtime.entrypoints import EntrypointError, entrypoint_of, load_entrypoint
 from tests.runtime import sample_flows
 from tests.runtime.conftest import run_events
@@ -74,6 +78,61 @@ def test_a_run_scheduled_for_later_waits_for_its_time(runs: EventStore) -> None:
     assert execute_flow_run(run_id).is_completed()
     running = next(e for e in run_events(runs, run_id) if e.type == "flow-run.Running")
     assert running.recorded >= due
+
+
+def test_a_run_that_waited_for_its_time_is_claimed_on_what_was_read_before_the_wait(
+    runs: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hundred runs due at once each claim at that moment: reading each run again then (one
+    # more request each, through a server) would delay them all; the versioned claim catches
+    # any change made during the wait.
+    due = utcnow() + timedelta(seconds=0.5)
+    run_id = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1}, scheduled_time=due)
+    stream = f"flow-run-{run_id}"
+    log = config.current().log
+    reads_before_claim = 0
+    read_stream = log.read_stream
+
+    def counting(name: str, *args: Any, **kwargs: Any) -> list[StoredEvent]:
+        nonlocal reads_before_claim
+        events = read_stream(name, *args, **kwargs)
+        if name == stream and not any(e.type == "flow-run.Pending" for e in events):
+            reads_before_claim += 1
+        return events
+
+    monkeypatch.setattr(log, "read_stream", counting)
+    assert execute_flow_run(run_id).is_completed()
+    assert reads_before_claim == 1
+
+
+def test_a_batch_claim_writes_nothing_when_one_of_its_runs_moved_since_it_was_read(runs: EventStore) -> None:
+    first, second = (request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1}) for _ in range(2))
+    claims = [RunClaim.of(read_flow_run(runs, run_id), f"host:{n}", None) for n, run_id in enumerate((first, second))]
+    propose_flow_run_state(runs, second, "Pending", actor="another executor")
+    assert claim_due_runs(runs, claims) == {}  # each executor claims its run itself
+    assert read_flow_run(runs, first).state.name == "Scheduled"  # type: ignore[union-attr]
+    third = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1})
+    claims = [claims[0], RunClaim.of(read_flow_run(runs, third), "host:2", None)]
+    assert {run: event.stream_position for run, event in claim_due_runs(runs, claims).items()} == {first: 3, third: 3}
+    pending = read_flow_run(runs, first).events[-1]
+    assert pending.type == "flow-run.Pending" and pending.data["executor"] == "host:0"
+
+
+def test_an_adopted_run_watches_for_cancels_from_its_claim_on_without_asking_for_the_log_head(
+    runs: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through a server the head is a request: a hundred runs due at once would make a hundred.
+    run_id = request(runs, "tests.runtime.sample_flows:add", parameters={"a": 1})
+    runtime = config.current()
+    assert runtime.watcher.cursor is None  # the process's first run
+
+    def no_head() -> str:
+        raise AssertionError("the log's head was asked for")
+
+    monkeypatch.setattr(runtime.log, "head", no_head)
+    assert execute_flow_run(run_id).is_completed()
+    pending = next(e for e in run_events(runs, run_id) if e.type == "flow-run.Pending")
+    assert runtime.watcher.cursor is not None and Cursor.parse(runtime.watcher.cursor) >= Cursor.parse(pending.cursor)
 
 
 def test_two_executors_racing_for_one_run_run_it_once(runs: EventStore) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
-from ledgerflow.events import EventStore, open_store
-from ledgerflow.events.runs import read_flow_run, request_flow_run
+from ledgerflow.events import EventStore, StoredEvent, open_store
+from ledgerflow.events.deployments import apply_deployment, request_deployment_run, spec_from
+from ledgerflow.events.model import utcnow
+from ledgerflow.events.runs import RunClaim, read_flow_run, request_flow_run
+from ledgerflow.runtime.execute import claim_due_runs
 from ledgerflow.runtime.runner import ChildSettings, RunLauncher
 from tests.api.conftest import wait_until
 from tests.runtime.test_execute import REPO
@@ -45,3 +49,76 @@ def test_due_runs_are_executed_at_most_n_at_once(store_url: str, tmp_path: Path)
             spans.append((start, end))
         overlapping = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
         assert overlapping <= 2
+
+
+def completed(store: EventStore, ids: list[str]) -> bool:
+    return all((s := read_flow_run(store, i).state) is not None and s.name == "Completed" for i in ids)
+
+
+def test_runs_started_ahead_of_their_time_are_claimed_by_the_runner_for_their_processes(
+    store_url: str, tmp_path: Path
+) -> None:
+    with open_store(store_url) as store:
+        due = utcnow() + timedelta(seconds=3)
+        ids = [
+            str(request_flow_run(store, flow_name="add", entrypoint="tests.runtime.sample_flows:add",
+                                 working_dir=str(REPO), parameters={"a": n}, scheduled_time=due).data["flow_run_id"])
+            for n in range(4)
+        ]
+        launcher = RunLauncher(lambda n: still_scheduled(store, ids)[:n], ChildSettings(str(tmp_path / "home"), store_url),
+                               concurrency=4, claim=lambda claims: claim_due_runs(store, claims))
+        launcher.start()
+        try:
+            wait_until(lambda: completed(store, ids), timeout=120)
+        finally:
+            launcher.stop()
+        assert launcher.claimed == 4
+        for run_id in ids:
+            events = read_flow_run(store, run_id).events
+            assert [e.type for e in events].count("flow-run.Pending") == 1
+            pending = next(e for e in events if e.type == "flow-run.Pending")
+            running = next(e for e in events if e.type == "flow-run.Running")
+            assert pending.recorded >= due
+            # Claimed for the process that ran it, as that process would have claimed it itself.
+            assert pending.data["executor"] == f"{running.data['host']}:{running.data['pid']}"
+            assert pending.meta.actor == "executor" and pending.meta.correlation_id is not None
+
+
+def test_runs_of_a_deployment_with_a_concurrency_limit_are_claimed_by_their_processes(
+    store_url: str, tmp_path: Path
+) -> None:
+    with open_store(store_url) as store:
+        apply_deployment(store, spec_from({"flow_name": "add", "name": "limited", "entrypoint": "tests.runtime.sample_flows:add",
+                                           "working_dir": str(REPO), "concurrency_limit": 2, "parameters": {"a": 1}}))
+        due = utcnow() + timedelta(seconds=2)
+        ids = [str(request_deployment_run(store, "add/limited", scheduled_time=due).data["flow_run_id"])
+               for _ in range(2)]
+        launcher = RunLauncher(lambda n: still_scheduled(store, ids)[:n], ChildSettings(str(tmp_path / "home"), store_url),
+                               concurrency=2, claim=lambda claims: claim_due_runs(store, claims))
+        launcher.start()
+        try:
+            wait_until(lambda: completed(store, ids), timeout=120)
+        finally:
+            launcher.stop()
+        assert launcher.claimed == 0  # each took its slot of the limit, then claimed its run itself
+
+
+def test_runs_the_runner_fails_to_claim_are_claimed_by_their_processes(store_url: str, tmp_path: Path) -> None:
+    def broken(claims: Sequence[RunClaim]) -> dict[str, StoredEvent]:
+        raise RuntimeError("a bug in the claim")
+
+    with open_store(store_url) as store:
+        due = utcnow() + timedelta(seconds=2)
+        ids = [
+            str(request_flow_run(store, flow_name="add", entrypoint="tests.runtime.sample_flows:add",
+                                 working_dir=str(REPO), parameters={"a": n}, scheduled_time=due).data["flow_run_id"])
+            for n in range(2)
+        ]
+        launcher = RunLauncher(lambda n: still_scheduled(store, ids)[:n], ChildSettings(str(tmp_path / "home"), store_url),
+                               concurrency=2, claim=broken)
+        launcher.start()
+        try:
+            wait_until(lambda: completed(store, ids), timeout=60)
+        finally:
+            launcher.stop()
+        assert launcher.claimed == 0
