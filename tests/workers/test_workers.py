@@ -82,7 +82,7 @@ def test_four_workers_run_200_queued_runs_each_exactly_once(live: Live, start_wo
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between open and read
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
