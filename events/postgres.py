@@ -62,7 +62,7 @@ _HORIZON: ColumnElement[int] = literal_column("pg_snapshot_xmin(pg_current_snaps
 _INSERT_CHUNK = 1000
 _EVENT_COLUMNS = "id, stream, stream_position, type, occurred, data, meta, hash"
 _ROW = "(%b::int, %b::uuid, %b::text, %b::bigint, %b::text, %b::timestamptz, %b::text, %b::text, %b::bytea)"
-_FETCH_HEADS = "SELECT stream, version, head_hash FROM streams WHERE stream = ANY(%b::text[])"
+_FETCH_HEADS = "SELECT s.stream, s.version, s.head_hash FROM unnest(%b::text[]) AS n(stream) JOIN streams s ON s.stream = n.stream"
 _CREATE_ONE = (
     "INSERT INTO streams (stream, version, head_hash) VALUES (%b::text, %b::bigint, %b::bytea) "
     "ON CONFLICT DO NOTHING RETURNING 1"
