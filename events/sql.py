@@ -13,6 +13,7 @@ learn of new events (`_announce`, `_listen`).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
@@ -56,6 +57,8 @@ class SqlEventStore:
         """Stream heads this process wrote last (used by the backends' `_write`)."""
         self.signal = AppendSignal()
         """Bumped after every append this process commits or hears of."""
+        self._last_written: Cursor | None = None
+        self._last_written_lock = threading.Lock()
         self.reader = LogReader(self._after, self._visible())
         translate_corruption(engine)
         with self._translated():
@@ -131,12 +134,23 @@ class SqlEventStore:
                         return [known[event_id] for event_id in wanted]
                     raise
                 self._wake()
+                if stored:
+                    self._written(max(Cursor.parse(event.cursor) for event in stored))
                 if len(stored) == len(wanted):
                     return stored
                 fresh = {event.id: event for event in stored}
                 known = self._stored_by_id([i for i in wanted if i not in fresh])
                 return [fresh.get(event_id) or known[event_id] for event_id in wanted]
         raise EventStoreError(f"append gave up after {_MAX_ATTEMPTS} contended attempts")
+
+    @property
+    def last_written(self) -> Cursor | None:
+        return self._last_written
+
+    def _written(self, cursor: Cursor) -> None:
+        with self._last_written_lock:
+            if self._last_written is None or cursor > self._last_written:
+                self._last_written = cursor
 
     def _check_versions(self, plan: list[Planned]) -> None:
         """An append of no events still asserts its expected versions."""

@@ -18,6 +18,12 @@ __all__ = ["EventStore", "open_store", "redacted"]
 
 
 class EventStore(Protocol):
+    @property
+    def last_written(self) -> Cursor | None:
+        """The cursor of the newest event this store object appended (None before its first):
+        what a reader in this process must reach to read its own writes."""
+        ...
+
     def append(
         self, stream: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ...
     ) -> list[StoredEvent]: ...

@@ -10,12 +10,15 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from ledgerflow.events import Cursor, EventStore
+from ledgerflow.events.cursor import START
 from ledgerflow.projections.catalog import checkpoints, guard_tables, tables_for
 from ledgerflow.projections.errors import ProjectionDamaged
 from ledgerflow.projections.runner import ProjectionRunner
 
-__all__ = ["ReadModel"]
+__all__ = ["OWN_WRITES_WAIT", "ReadModel"]
 
+OWN_WRITES_WAIT = 10.0
+"""Seconds a catching-up read model waits to see what its own process appended."""
 _WAIT_STEP = 0.02
 
 
@@ -30,26 +33,34 @@ class ReadModel:
         self.catch_up = catch_up
         self.runner = runner or ProjectionRunner(store)
         self.runner.ensure()
+        self._reflected = START
 
     def refresh(self) -> None:
+        """Apply the log's news, up to at least what this process appended through the store:
+        on PostgreSQL a reader sees a commit once no older transaction in the cluster is open,
+        so a first catch-up may stop short of the process's own writes."""
         if self.catch_up:
             with _damage_named():
                 self.runner.catch_up()
+                self._reach_own_writes()
 
     def reflects(self, cursor: Cursor) -> bool:
         """Whether every projection's tables reflect the log up to `cursor`."""
         self.refresh()
+        return self._checkpoints_at(cursor)
+
+    def _checkpoints_at(self, cursor: Cursor) -> bool:
         return all(checkpoint.cursor >= cursor for checkpoint in self.runner.checkpoints().values())
 
-    def wait_to_reflect(self, cursor: Cursor, timeout: float) -> bool:
-        """Wait until the projections reflect `cursor` (a catching-up reader on PostgreSQL sees a
-        commit only once no older transaction in the cluster is open); False if `timeout` passed."""
-        deadline = time.monotonic() + timeout
-        while not self.reflects(cursor):
-            if time.monotonic() >= deadline:
-                return False
+    def _reach_own_writes(self) -> None:
+        written = self.store.last_written
+        if written is None or written <= self._reflected:
+            return
+        deadline = time.monotonic() + OWN_WRITES_WAIT
+        while not self._checkpoints_at(written) and time.monotonic() < deadline:
             time.sleep(_WAIT_STEP)
-        return True
+            self.runner.catch_up()
+        self._reflected = written  # waited for once: a transaction held open for long costs one wait, not one per query
 
     @contextmanager
     def reading(self, projection: str) -> Iterator[tuple[Connection, dict[str, Table]]]:

@@ -24,7 +24,7 @@ from ledgerflow.api.cli.remote import remote_flow_runs, server_client
 from ledgerflow.api.cli.console import fail, out, table
 from ledgerflow.api.cli.context import opened_store
 from ledgerflow.api.liveness import end_dead_runs
-from ledgerflow.events import Cursor, EventStoreError, load_settings
+from ledgerflow.events import EventStoreError, load_settings
 from ledgerflow.events.deployments import DeploymentError, deployment_id
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.states import TERMINAL, StateType, state_from_event_type
@@ -63,18 +63,12 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         fail(f"--since {exc}")
 
 
-_ENDED_SHOWN_WITHIN = 10.0
-"""Seconds a command waits for the projections to show the dead runs it just ended."""
-
-
 @contextmanager
 def read_model() -> Iterator[ReadModel]:
     with opened_store() as store:
         try:
             opened = ReadModel(store)
-            ended = end_dead_runs(opened)
-            if ended:  # what follows shows them ended, not as they were
-                opened.wait_to_reflect(Cursor.parse(ended[-1].cursor), _ENDED_SHOWN_WITHIN)
+            end_dead_runs(opened)
             yield opened
         except (ProjectionError, EventStoreError) as exc:
             fail(str(exc).splitlines()[0])

@@ -7,10 +7,11 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import inspect, select
 
-from ledgerflow.events import Cursor, EventStore, NewEvent
+from ledgerflow.events import Cursor, EventStore, NewEvent, open_store
 from ledgerflow.projections import queries
 from ledgerflow.projections.analytics import AnalyticsProjection
 from ledgerflow.projections.catalog import tables_for
@@ -239,3 +240,21 @@ def test_a_rebuild_too_big_for_memory_writes_out_and_reads_back_the_same_rows(
     runner.rebuild_batch_size = 7  # many batches, with rows written out and dropped between them
     runner.rebuild()
     assert {name: snapshot(runner, name) for name in NAMES} == incremental
+
+
+def test_a_read_model_reads_its_own_process_writes_while_an_older_transaction_is_open(
+    postgres_schema_url: str, postgres_server_url: str,
+) -> None:
+    # On PostgreSQL a reader sees a commit once no older transaction in the cluster is open: the
+    # read model waits for what its own store appended, not for what others did.
+    with open_store(postgres_schema_url) as store, psycopg.connect(postgres_server_url) as older:
+        read_model = ReadModel(store)
+        older.execute("SELECT pg_current_xact_id()")
+        run = SyntheticRun("mine", T0)
+        run.state("Running")
+        store.append(run.stream, run.events)
+        ends = threading.Timer(1.0, older.commit)
+        ends.start()
+        page = queries.list_flow_runs(read_model)
+        ends.join()
+        assert [(r.id, r.state_name) for r in page.items] == [(run.id, "Running")]
