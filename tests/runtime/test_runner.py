@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ledgerflow.events import EventStore, StoredEvent, open_store
@@ -55,23 +55,37 @@ def completed(store: EventStore, ids: list[str]) -> bool:
     return all((s := read_flow_run(store, i).state) is not None and s.name == "Completed" for i in ids)
 
 
+Claim = Callable[[Sequence[RunClaim]], dict[str, StoredEvent]]
+
+
+def launched_until_completed(store: EventStore, store_url: str, tmp_path: Path, ids: list[str], claim: Claim) -> RunLauncher:
+    """A launcher (one child per run, claiming with `claim`) run until every run of `ids` completed."""
+    launcher = RunLauncher(lambda n: still_scheduled(store, ids)[:n], ChildSettings(str(tmp_path / "home"), store_url),
+                           concurrency=len(ids), claim=claim)
+    launcher.start()
+    try:
+        wait_until(lambda: completed(store, ids), timeout=120)
+    finally:
+        launcher.stop()
+    return launcher
+
+
+def requested_adds(store: EventStore, count: int, due: datetime) -> list[str]:
+    """`count` runs of the flow `add`, requested for `due`."""
+    return [
+        str(request_flow_run(store, flow_name="add", entrypoint="tests.runtime.sample_flows:add",
+                             working_dir=str(REPO), parameters={"a": n}, scheduled_time=due).data["flow_run_id"])
+        for n in range(count)
+    ]
+
+
 def test_runs_started_ahead_of_their_time_are_claimed_by_the_runner_for_their_processes(
     store_url: str, tmp_path: Path
 ) -> None:
     with open_store(store_url) as store:
         due = utcnow() + timedelta(seconds=3)
-        ids = [
-            str(request_flow_run(store, flow_name="add", entrypoint="tests.runtime.sample_flows:add",
-                                 working_dir=str(REPO), parameters={"a": n}, scheduled_time=due).data["flow_run_id"])
-            for n in range(4)
-        ]
-        launcher = RunLauncher(lambda n: still_scheduled(store, ids)[:n], ChildSettings(str(tmp_path / "home"), store_url),
-                               concurrency=4, claim=lambda claims: claim_due_runs(store, claims))
-        launcher.start()
-        try:
-            wait_until(lambda: completed(store, ids), timeout=120)
-        finally:
-            launcher.stop()
+        ids = requested_adds(store, 4, due)
+        launcher = launched_until_completed(store, store_url, tmp_path, ids, lambda claims: claim_due_runs(store, claims))
         assert launcher.claimed == 4
         for run_id in ids:
             events = read_flow_run(store, run_id).events
@@ -93,13 +107,7 @@ def test_runs_of_a_deployment_with_a_concurrency_limit_are_claimed_by_their_proc
         due = utcnow() + timedelta(seconds=2)
         ids = [str(request_deployment_run(store, "add/limited", scheduled_time=due).data["flow_run_id"])
                for _ in range(2)]
-        launcher = RunLauncher(lambda n: still_scheduled(store, ids)[:n], ChildSettings(str(tmp_path / "home"), store_url),
-                               concurrency=2, claim=lambda claims: claim_due_runs(store, claims))
-        launcher.start()
-        try:
-            wait_until(lambda: completed(store, ids), timeout=120)
-        finally:
-            launcher.stop()
+        launcher = launched_until_completed(store, store_url, tmp_path, ids, lambda claims: claim_due_runs(store, claims))
         assert launcher.claimed == 0  # each took its slot of the limit, then claimed its run itself
 
 
@@ -108,17 +116,6 @@ def test_runs_the_runner_fails_to_claim_are_claimed_by_their_processes(store_url
         raise RuntimeError("a bug in the claim")
 
     with open_store(store_url) as store:
-        due = utcnow() + timedelta(seconds=2)
-        ids = [
-            str(request_flow_run(store, flow_name="add", entrypoint="tests.runtime.sample_flows:add",
-                                 working_dir=str(REPO), parameters={"a": n}, scheduled_time=due).data["flow_run_id"])
-            for n in range(2)
-        ]
-        launcher = RunLauncher(lambda n: still_scheduled(store, ids)[:n], ChildSettings(str(tmp_path / "home"), store_url),
-                               concurrency=2, claim=broken)
-        launcher.start()
-        try:
-            wait_until(lambda: completed(store, ids), timeout=60)
-        finally:
-            launcher.stop()
+        ids = requested_adds(store, 2, utcnow() + timedelta(seconds=2))
+        launcher = launched_until_completed(store, store_url, tmp_path, ids, broken)
         assert launcher.claimed == 0
