@@ -55,6 +55,8 @@ class ChildSettings:
     store_url: str
     api_url: str | None = None
     api_key: str | None = None
+    nice: int = 0
+    """Niceness the run process adds to its own (the server's runner: `LEDGERFLOW_RUNNER_NICE`)."""
 
     def environ(self) -> dict[str, str]:
         values = {"LEDGERFLOW_HOME": self.home, "LEDGERFLOW_DATABASE_URL": self.store_url}
@@ -83,6 +85,8 @@ class _ClaimedByRunner:
 
 def _execute_in_child(run_id: str, settings: ChildSettings, pipe: Connection | None = None) -> None:
     """The child process: a fresh runtime from the parent's settings, then the run."""
+    if settings.nice:
+        os.nice(settings.nice)
     for name in ("LEDGERFLOW_API_URL", "LEDGERFLOW_API_KEY"):
         os.environ.pop(name, None)
     os.environ.update(settings.environ())

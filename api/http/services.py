@@ -95,7 +95,7 @@ def runner_service(state: ServerState, api: ApiSettings, settings: Settings) -> 
 
     through_server = engine_of(state.store).dialect.name != "sqlite"
     child = ChildSettings(str(settings.home), settings.store_url, api.own_url if through_server else None,
-                          api.runner_key if through_server and api.auth else None)
+                          api.runner_key if through_server and api.auth else None, nice=api.runner_nice)
     # The runs its children wait with are claimed here, on the store, in one append when due.
     return RunLauncher(due, child, concurrency=api.runner_concurrency,
                        claim=lambda claims: claim_due_runs(state.store, claims))

@@ -6,6 +6,8 @@
     LEDGERFLOW_CORS_ORIGINS=o1,o2     browser origins (`https://dash.example.com`) that may call
                                       the API; none by default. The server's own origin always may.
     LEDGERFLOW_RUNNER_CONCURRENCY=N   requested runs the built-in runner executes at once (8)
+    LEDGERFLOW_RUNNER_NICE=N          niceness added to the built-in runner's run processes, 0-19
+                                      (10): the server answers first when many runs start at once
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class ApiSettings(BaseModel):
     """Materialise deployments' scheduled runs, and mark runs not started in time `Late`."""
     runner_concurrency: int = Field(default=8, ge=1, le=256)
     """Runs the built-in runner executes at once (`LEDGERFLOW_RUNNER_CONCURRENCY`)."""
+    runner_nice: int = Field(default=10, ge=0, le=19)
+    """Niceness added to the built-in runner's run processes (`LEDGERFLOW_RUNNER_NICE`): when a
+    hundred runs start at once, the server (which records their starts) is not one process among
+    a hundred on the machine's cores."""
     runner_key: str = Field(default_factory=lambda: "lf_runner_" + secrets.token_urlsafe(32), repr=False)
     """The secret the built-in runner's run processes present with auth on (scope worker):
     made anew for each `server start`, shared by its worker processes, never stored."""
@@ -127,6 +133,16 @@ def _names(environ: Mapping[str, str], variable: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in environ.get(variable, "").split(",") if name.strip())
 
 
+_FROM_ENVIRONMENT = frozenset({"allowed_hosts", "cors_origins", "runner_concurrency", "runner_nice"})
+
+
+def _whole(environ: Mapping[str, str], variable: str, default: str) -> int:
+    raw = environ.get(variable, "").strip() or default
+    if not raw.isdigit():
+        raise ValueError(f"{variable} must be a whole number, not {raw!r}")
+    return int(raw)
+
+
 def load_api_settings(
     environ: Mapping[str, str], host: str = "127.0.0.1", port: int = 4300
 ) -> ApiSettings:
@@ -140,15 +156,20 @@ def load_api_settings(
         auth = not is_loopback(host)
     else:
         raise ValueError(f"LEDGERFLOW_AUTH must be 'on' or 'off', not {raw!r}")
-    concurrency = environ.get("LEDGERFLOW_RUNNER_CONCURRENCY", "").strip() or "8"
-    if not concurrency.isdigit():
-        raise ValueError(f"LEDGERFLOW_RUNNER_CONCURRENCY must be a whole number, not {concurrency!r}")
+    concurrency = _whole(environ, "LEDGERFLOW_RUNNER_CONCURRENCY", "8")
+    nice = _whole(environ, "LEDGERFLOW_RUNNER_NICE", "10")
     try:
         return ApiSettings(
             host=host, port=port, auth=auth,
             allowed_hosts=_names(environ, "LEDGERFLOW_ALLOWED_HOSTS"),
             cors_origins=_names(environ, "LEDGERFLOW_CORS_ORIGINS"),
-            runner_concurrency=int(concurrency),
+            runner_concurrency=concurrency,
+            runner_nice=nice,
         )
     except ValidationError as exc:  # one line, naming the variable
-        raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if field in _FROM_ENVIRONMENT:
+            message = f"LEDGERFLOW_{field.upper()}: {message}"
+        raise ValueError(message) from None

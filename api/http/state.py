@@ -18,6 +18,7 @@ from ledgerflow.api.http.offers import RunOffers
 from ledgerflow.api.http.settings import ApiSettings
 from ledgerflow.api.keys import ApiKey, ApiKeys, Scope
 from ledgerflow.events import EventStore, Settings, open_store
+from ledgerflow.events.grouping import AppendGroups
 from ledgerflow.events.reserved import RunStreamCache
 from ledgerflow.notifications.blocks import BlockStore
 from ledgerflow.notifications.secretbox import SecretBox
@@ -39,6 +40,8 @@ class ServerState:
     hub: FeedHub
     blocks: BlockStore
     """Notification credentials, encrypted with the server's secret key."""
+    appends: AppendGroups
+    """`POST /api/events`: concurrent requests' appends written together (events/grouping.py)."""
     run_streams: RunStreamCache = field(default_factory=RunStreamCache)
     """Run streams as `POST /api/events` last judged them (events/reserved.py)."""
     offers: RunOffers = field(default_factory=RunOffers)
@@ -61,7 +64,7 @@ class ServerState:
         except BaseException:
             store.close()
             raise
-        return cls(api, store, read_model, keys, metrics, hub, blocks)
+        return cls(api, store, read_model, keys, metrics, hub, blocks, AppendGroups(store))
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The live key whose secret this is (the built-in runner's included); None for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -33,3 +34,9 @@ def gated(gate: str) -> None:
     """Runs until the file `gate` exists: a test decides when its runs end."""
     while not Path(gate).exists():
         time.sleep(0.05)
+
+
+@flow(persist_result=False)
+def niceness(into: str) -> None:
+    """Writes the niceness its process runs at."""
+    Path(into).write_text(str(os.nice(0)))

@@ -61,7 +61,7 @@ def _append(state: ServerState, raw: bytes) -> OrjsonResponse:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     appends = check_appends(state.store, [part.to_append() for part in body.appends], cache=state.run_streams)
     try:
-        stored = state.store.append_streams(appends)
+        stored = state.appends.append_streams(appends)
     except ConcurrencyConflict as exc:
         state.run_streams.forget(exc.stream)
         raise
