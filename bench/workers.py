@@ -1,11 +1,12 @@
 """Benchmark of work pools and workers, end to end through a real server on PostgreSQL.
 
-    python -m bench.workers [--runs 1000] [--workers 4] [--limit 8]
+    python -m bench.workers [--runs 1000] [--workers 4] [--limit 8] [--runs-per-process 50,1]
 
 A `ledgerflow server start` process on a fresh PostgreSQL schema; `--workers` real
-`ledgerflow worker start` processes on one pool (each running up to `--limit` runs at once);
-once they are online, `--runs` runs of a one-task flow's deployment are requested, all due at
-once. Printed:
+`ledgerflow worker start` processes on one pool (each running up to `--limit` runs at once,
+with each of the `--runs-per-process` values in turn: 1 is a fresh process per run, 50 a run
+process that executes up to 50 runs); once they are online, `--runs` runs of a one-task flow's
+deployment are requested, all due at once. Printed, for each:
 - runs/s end to end: runs / (last run Completed - the moment they were due);
 - claim conflicts: claims a worker lost to another (a 409 on its versioned append);
 - due -> Running: from each run's due time to its `flow-run.Running`, p50 / p99 (with every
@@ -88,7 +89,7 @@ def _request(store: EventStore, deployment: Deployment, count: int) -> list[str]
     return [str(run_id) for run_id in ids]
 
 
-def bench(store_url: str, runs: int, workers: int, limit: int) -> None:
+def bench(store_url: str, runs: int, workers: int, limit: int, runs_per_process: int) -> None:
     home = tempfile.mkdtemp(prefix="ledgerflow-bench-workers-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
     env.update(LEDGERFLOW_HOME=home, LEDGERFLOW_DATABASE_URL=store_url)
@@ -110,7 +111,8 @@ def bench(store_url: str, runs: int, workers: int, limit: int) -> None:
             with open(logs / f"worker-{n}.log", "wb") as log:
                 started.append(subprocess.Popen(
                     [sys.executable, "-m", "ledgerflow.api", "worker", "start", "--pool", POOL, "--limit", str(limit),
-                     "--name", f"w{n}"], env=worker_env, stdout=log, stderr=subprocess.STDOUT))
+                     "--name", f"w{n}", "--runs-per-process", str(runs_per_process)],
+                    env=worker_env, stdout=log, stderr=subprocess.STDOUT))
         _wait(lambda: len(_get(url, f"/api/workers?pool={POOL}") or []) == workers, 300, "the workers")
         time.sleep(2.0)  # let every worker's fork server come up before the runs are due
 
@@ -154,7 +156,8 @@ def bench(store_url: str, runs: int, workers: int, limit: int) -> None:
     span = (max(ends) - min(dues)).total_seconds()
     conflicts = sum(int(found) for n in range(workers) for found in
                     re.findall(r"(\d+) claimed by another worker first", (logs / f"worker-{n}.log").read_text()))
-    print(f"{runs} runs, {workers} workers x limit {limit}, PostgreSQL, one server process")
+    print(f"{runs} runs, {workers} workers x limit {limit}, {runs_per_process} run(s) per run process, "
+          "PostgreSQL, one server process")
     print(f"  end to end          {runs / span:8.1f} runs/s   ({span:.1f} s from due to the last end; wall {wall:.1f} s)")
     print(f"  claim conflicts     {conflicts:8d}")
     print(f"  due -> Running      p50 {percentile(delays, 50):.2f} s   p99 {percentile(delays, 99):.2f} s")
@@ -169,9 +172,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--limit", type=int, default=8, help="runs at once per worker")
+    parser.add_argument("--runs-per-process", default="50,1", help="the workers' --runs-per-process, each in turn")
     args = parser.parse_args()
-    with temp_postgres_url() as url:
-        bench(url, args.runs, args.workers, args.limit)
+    for runs_per_process in (int(value) for value in args.runs_per_process.split(",")):
+        with temp_postgres_url() as url:
+            bench(url, args.runs, args.workers, args.limit, runs_per_process)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,19 @@
 `ledgerflow worker start --pool NAME` runs `Worker.run`: every `poll_seconds` it asks the
 server for due runs of its pool (`POST /api/work-pools/{pool}/due-runs`; the server applies
 the pool's pause, queue priorities and concurrency limits) as long as it has room under its
-`limit`, and starts each in a process of its own from the runner's fork server. That process
-executes the run exactly as the server's runner does (`execute_flow_run`), with the log
-behind the API: the claim is one `flow-run.Pending` append with the stream version it read,
+`limit`, and hands each to a run process from the runner's fork server: a fresh one per run,
+or with `runs_per_process` N > 1 one that executed up to N - 1 runs before (Celery's
+max-tasks-per-child: the process's start, its connections and imports are paid once; each
+run gets back the working directory, environment and `sys.path` the process started with, and
+a flow file changed on disk is loaded again). That process executes the run exactly as the
+server's runner does (`execute_flow_run`), with the log behind the API: the claim is one `flow-run.Pending` append with the stream version it read,
 so of two workers racing for a run one gets a 409 and leaves it. The run's events stream
 through `POST /api/events`.
 
 The worker sends a heartbeat every `heartbeat_seconds` (its pool, queues, limit and current
 runs) and a last one saying it stopped. It follows the log for `Cancelling` of its runs: it
-sends the run's process SIGTERM (which the process turns into a cancel of the run), SIGKILL
-after `cancel_grace_seconds`, and records `Cancelled` if the process could not.
+sends the run's process SIGTERM (which the process turns into a cancel of the run, and then
+ends), SIGKILL after `cancel_grace_seconds`, and records `Cancelled` if the process could not.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -32,7 +37,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ledgerflow.events import EventStoreError, Settings, StoreUnavailable, load_settings
+from ledgerflow.events import EventStoreError, Settings, StoredEvent, StoreUnavailable, load_settings
 from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.runs import RunStateConflict, propose_flow_run_state, read_flow_run
 from ledgerflow.events.states import TERMINAL, StateType
@@ -44,6 +49,8 @@ __all__ = ["Worker", "WorkerError", "WorkerSettings"]
 
 _log = logging.getLogger("ledgerflow.worker")
 _CANCEL_REQUESTED = frozenset({StateType.CANCELLING, StateType.CANCELLED})
+_END_GRACE = 10.0
+"""Seconds a run process waiting for a next run has to end once the worker stops."""
 
 
 class WorkerError(Exception):
@@ -64,12 +71,21 @@ class WorkerSettings:
     cancel_grace_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
     """On stop: how long running runs may go on before their processes are killed (Crashed)."""
+    runs_per_process: int = 1
+    """Runs one run process executes, one after another, before it ends (1: a fresh process each)."""
+
+
+@dataclass
+class _RunProcess:
+    process: BaseProcess
+    pipe: Connection
+    """Run ids go in; what became of each run comes back."""
+    served: int = 0
 
 
 @dataclass
 class _Run:
-    process: BaseProcess
-    report: Connection
+    host: _RunProcess
     control: FlowRunControl
     started: float
     outcome: str | None = None
@@ -84,10 +100,12 @@ class WorkerApi:
         self._http = httpx.Client(base_url=settings.api_url.rstrip("/"), headers=headers, timeout=30.0)
         self._settings = settings
 
-    def due_runs(self, limit: int) -> list[str]:
+    def due_runs(self, limit: int) -> list[tuple[str, dict[str, list[StoredEvent]]]]:
+        """Runs to claim, each with the streams its process reads first (the run's, its deployment's)."""
         s = self._settings
         reply = self._post(f"/api/work-pools/{s.pool}/due-runs", {"worker": s.name, "queues": list(s.queues), "limit": limit})
-        return [str(run["id"]) for run in reply]
+        return [(str(run["id"]), {name: [StoredEvent.model_validate(e) for e in events]
+                                  for name, events in run.get("streams", {}).items()}) for run in reply]
 
     def heartbeat(self, running: list[str], *, stopped: bool = False) -> None:
         s = self._settings
@@ -115,32 +133,67 @@ class WorkerApi:
         self._http.close()
 
 
-def _run_in_child(
-    run_id: str, report: Connection, child: ChildSettings, settings: Settings, executor: str, cursor: str | None,
+def _serve_runs(
+    pipe: Connection, child: ChildSettings, settings: Settings, executor: str, runs: int,
 ) -> None:
-    """A run's process: claim and execute the run, telling the worker how it went. `settings`:
-    what `child` makes of the environment, as the worker read it (reading it costs more than the
-    run); `cursor`: the worker's place in the log, before anything about the run's claim."""
+    """A run process: executes up to `runs` runs, one at a time, as the worker sends their ids
+    (with the worker's place in the log, before anything about the run's claim, and the streams
+    the server handed out with the run), and tells it how each went. Ends when the worker closes the pipe, or after a run it was told to cancel.
+    `settings`: what `child` makes of the environment, as the worker read it (reading it costs
+    more than a run)."""
     os.environ.update(child.environ())
     from ledgerflow.runtime import config
-    from ledgerflow.runtime.execute import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
 
     signal.signal(signal.SIGTERM, _cancel_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops its runs
+    # The worker's heartbeats already prove that the key may append (scope `worker`).
+    config.install(config.from_settings(settings, key_checked=True))
     try:
-        # The worker's heartbeats already prove that the key may append (scope `worker`).
-        runtime = config.from_settings(settings, key_checked=True)
-        config.install(runtime)
-        if cursor is not None:
-            runtime.watcher.start_after(cursor)
-        state = execute_flow_run(run_id, executor=executor, chdir=True, on_claimed=lambda: report.send(("claimed",)))
-        report.send(("finished", state.name))
-    except RunAlreadyClaimed:
-        report.send(("conflict",))
-    except (RunNotAdoptable, StoreUnavailable, FlowRunCancelled) as exc:
-        report.send(("not run", " ".join(str(exc).split())))
+        for _ in range(runs):
+            try:
+                run_id, cursor, streams = pipe.recv()
+            except EOFError:
+                return
+            with _as_started():
+                _execute(run_id, cursor, streams, pipe, executor)
+            if signal.getsignal(signal.SIGTERM) is not _cancel_on_sigterm:
+                return  # the run was cancelled: this process is not used again
     finally:
         config.reset()
+
+
+def _execute(
+    run_id: str, cursor: str | None, streams: dict[str, list[StoredEvent]], pipe: Connection, executor: str,
+) -> None:
+    from ledgerflow.runtime import config
+    from ledgerflow.runtime.execute import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
+
+    runtime = config.current()
+    if cursor is not None:
+        runtime.watcher.start_after(cursor)
+    if isinstance(runtime.log, HttpEventLog):
+        runtime.log.prime(streams)
+    try:
+        state = execute_flow_run(run_id, executor=executor, chdir=True, on_claimed=lambda: pipe.send(("claimed",)))
+        pipe.send(("finished", state.name))
+    except RunAlreadyClaimed:
+        pipe.send(("conflict",))
+    except (RunNotAdoptable, StoreUnavailable, FlowRunCancelled) as exc:
+        pipe.send(("not run", " ".join(str(exc).split())))
+
+
+@contextmanager
+def _as_started() -> Iterator[None]:
+    """Give the next run the working directory, environment and import path this one found."""
+    folder, environ, path = os.getcwd(), dict(os.environ), list(sys.path)
+    try:
+        yield
+    finally:
+        os.chdir(folder)
+        for name in set(os.environ) - set(environ):
+            del os.environ[name]
+        os.environ.update(environ)
+        sys.path[:] = path
 
 
 def _cancel_on_sigterm(signum: int, frame: Any) -> None:
@@ -163,6 +216,8 @@ class Worker:
     def __init__(self, settings: WorkerSettings, echo: Callable[[str], None] = print) -> None:
         if settings.limit < 1:
             raise ValueError("a worker's limit is at least 1")
+        if settings.runs_per_process < 1:
+            raise ValueError("a run process executes at least 1 run")
         self.settings = settings
         self.echo = echo
         self.api = WorkerApi(settings)
@@ -173,6 +228,10 @@ class Worker:
         self._run_settings = store.model_copy(
             update={"database_url": store.store_url, "api_url": settings.api_url, "api_key": settings.api_key})
         self.runs: dict[str, _Run] = {}
+        self._idle: list[_RunProcess] = []
+        """Run processes waiting for their next run."""
+        self._retiring: list[_RunProcess] = []
+        """Run processes that served their last run and are ending."""
         self.claimed = 0
         self.finished = 0
         self.conflicts = 0
@@ -223,49 +282,77 @@ class Worker:
         try:
             room = self.settings.limit - len(self.runs)
             if room > 0:
-                for run_id in self.api.due_runs(room):
+                for run_id, streams in self.api.due_runs(room):
                     if run_id not in self.runs:
-                        self._launch(run_id)
+                        self._launch(run_id, streams)
         except (EventStoreError, WorkerError) as exc:  # a server blip: try again next round
             _log.warning("worker %s: %s", self.settings.name, " ".join(str(exc).split()))
         self._running = tuple(self.runs)
 
-    def _launch(self, run_id: str) -> None:
+    def _launch(self, run_id: str, streams: dict[str, list[StoredEvent]]) -> None:
         control = FlowRunControl(flow_run_stream(run_id), None)
         self.watcher.watch(control)  # before the claim: a cancel after it is not missed
-        receive, send = fork_server().Pipe(duplex=False)
+        host = self._idle.pop() if self._idle else self._start_process()
+        order = (run_id, self.watcher.cursor, streams)
+        try:
+            host.pipe.send(order)
+        except OSError:  # it ended while it waited (killed from outside): the run goes to a new one
+            self._retiring.append(host)
+            host = self._start_process()
+            host.pipe.send(order)
+        host.served += 1
+        self.runs[run_id] = _Run(host, control, time.monotonic())
+
+    def _start_process(self) -> _RunProcess:
+        ours, theirs = fork_server().Pipe()
         process = fork_server().Process(
-            target=_run_in_child,
-            args=(run_id, send, self._child, self._run_settings, self.settings.name, self.watcher.cursor),
-            name=f"ledgerflow-run-{run_id}", daemon=False,
+            target=_serve_runs,
+            args=(theirs, self._child, self._run_settings, self.settings.name, self.settings.runs_per_process),
+            name="ledgerflow-run-process", daemon=False,
         )
         process.start()
-        send.close()
-        self.runs[run_id] = _Run(process, receive, control, time.monotonic())
+        theirs.close()
+        return _RunProcess(process, ours)
 
     def _wait(self, seconds: float, stop: threading.Event) -> None:
         """Sleep until a run reports or ends, or `seconds` pass."""
-        waitables: list[Any] = [run.report for run in self.runs.values()] + [run.process.sentinel for run in self.runs.values()]
+        waitables: list[Any] = [run.host.pipe for run in self.runs.values()]
+        waitables += [run.host.process.sentinel for run in self.runs.values()]
         if waitables:
             wait(waitables, timeout=seconds)
         else:
             stop.wait(seconds)
 
     def _collect(self) -> None:
-        """Read what the runs' processes reported; reap the ended ones."""
+        """Read what the run processes reported; settle the runs that ended, keep their
+        processes for the next runs or let them go; reap the processes that ended."""
         for run_id, run in list(self.runs.items()):
+            host = run.host
             try:
-                while run.report.poll():
-                    self._reported(run_id, run, run.report.recv())
+                while run.outcome is None and host.pipe.poll():
+                    self._reported(run_id, run, host.pipe.recv())
             except (EOFError, OSError):
                 pass  # the process is gone: whatever it sent was read
-            if not run.process.is_alive():
-                run.process.join()
-                run.report.close()
-                self.watcher.unwatch(run.control)
-                del self.runs[run_id]
-                self._running = tuple(self.runs)
-                self._ended(run_id, run)
+            alive = host.process.is_alive()
+            if run.outcome is None and alive:
+                continue
+            self.watcher.unwatch(run.control)
+            del self.runs[run_id]
+            self._running = tuple(self.runs)
+            if alive and run.cancel_sent is None and host.served < self.settings.runs_per_process:
+                self._idle.append(host)
+            else:
+                self._retiring.append(host)
+            if not alive:
+                host.process.join()
+            self._ended(run_id, run)
+        for host in [h for h in self._idle + self._retiring if not h.process.is_alive()]:
+            host.process.join()
+            host.pipe.close()
+            if host in self._idle:
+                self._idle.remove(host)
+            else:
+                self._retiring.remove(host)
 
     def _reported(self, run_id: str, run: _Run, message: tuple[str, ...]) -> None:
         kind = message[0]
@@ -286,7 +373,7 @@ class Worker:
         if run.cancel_sent is not None:
             self._settle(run_id, "Cancelled", "cancelled; the worker stopped the run's process")
         elif run.outcome is None:
-            code = run.process.exitcode
+            code = run.host.process.exitcode
             self.echo(f"run {run_id}: its process ended without a final state (exit code {code})")
             self._settle(run_id, "Crashed", f"the run's process on worker {self.settings.name} ended with exit code {code}")
 
@@ -305,18 +392,20 @@ class Worker:
         now = time.monotonic()
         for run_id, run in self.runs.items():
             state = run.control.state
-            if state is None or state.type not in _CANCEL_REQUESTED or not run.process.is_alive():
+            process = run.host.process
+            if state is None or state.type not in _CANCEL_REQUESTED or not process.is_alive():
                 continue
             if run.cancel_sent is None:
                 self.echo(f"cancelling run {run_id}: stopping its process")
                 run.cancel_sent = now
-                run.process.terminate()
+                process.terminate()
             elif now - run.cancel_sent > self.settings.cancel_grace_seconds:
                 self.echo(f"run {run_id} did not stop within {self.settings.cancel_grace_seconds:g}s: killing it")
-                run.process.kill()
+                process.kill()
 
     def _drain(self) -> None:
-        """Stopped: claim nothing more; let running runs finish, then kill what is left."""
+        """Stopped: claim nothing more; let running runs finish, then kill what is left; then
+        end the run processes that wait for a next run."""
         if self.runs:
             self.echo(f"worker {self.settings.name} stopping: waiting up to {self.settings.shutdown_grace_seconds:g}s "
                       f"for {len(self.runs)} running runs")
@@ -326,7 +415,15 @@ class Worker:
             self._enforce_cancels()
             self._wait(0.1, threading.Event())
         for run in self.runs.values():
-            run.process.kill()
+            run.host.process.kill()
         while self.runs:
             self._collect()
             self._wait(0.1, threading.Event())
+        for host in self._idle + self._retiring:
+            host.pipe.close()  # the process reads the end of its pipe and ends
+        for host in self._idle + self._retiring:
+            host.process.join(_END_GRACE)
+            if host.process.is_alive():
+                host.process.kill()
+                host.process.join()
+        self._idle, self._retiring = [], []

@@ -249,6 +249,10 @@ def start(
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Runs executing at once.")] = 8,
     name: Annotated[str | None, typer.Option("--name", help="The worker's name (default host-pid).")] = None,
     heartbeat: Annotated[float, typer.Option("--heartbeat", min=0.1, max=3600, help="Seconds between heartbeats.")] = 10.0,
+    runs_per_process: Annotated[int, typer.Option(
+        "--runs-per-process", min=1, max=100_000,
+        help="Runs a run process executes one after another before it ends (1: a fresh process per run). "
+             "More is faster; modules a flow imports stay imported between its runs.")] = 1,
 ) -> None:
     """Execute the runs of a work pool here, each in a process of its own, until Ctrl-C or SIGTERM."""
     from ledgerflow.events.workpools import check_name
@@ -264,7 +268,7 @@ def start(
         fail(str(exc))
     options: dict[str, Any] = {"name": name} if name else {}
     worker_settings = WorkerSettings(settings.api_url, pool, settings.api_key, tuple(queue or ()), limit,
-                                     heartbeat_seconds=heartbeat, **options)
+                                     heartbeat_seconds=heartbeat, runs_per_process=runs_per_process, **options)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

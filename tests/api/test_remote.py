@@ -50,6 +50,23 @@ def test_sink_appends_like_the_store(server_url: str, store_url: str) -> None:
     sink.close()
 
 
+def test_a_primed_stream_is_read_once_without_a_request(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as store:
+        events = store.append("primed-1", [NewEvent(type="demo.started"), NewEvent(type="demo.done")])
+    log = HttpEventLog(f"http://127.0.0.1:{free_port()}", attempts=1)  # nothing listens there
+    log.prime({"primed-1": events})
+    with pytest.raises(StoreUnavailable):
+        log.read_stream("primed-1", from_version=2)  # not the whole stream: asked of the server
+    assert log.read_stream("primed-1") == events
+    with pytest.raises(StoreUnavailable):
+        log.read_stream("primed-1")  # once only: the next read asks the server
+    log.prime({"primed-1": events})
+    log.prime({})  # what nobody read is forgotten
+    with pytest.raises(StoreUnavailable):
+        log.read_stream("primed-1")
+    log.close()
+
+
 def test_sink_retries_until_the_server_is_up(tmp_path: Path, sqlite_url: str) -> None:
     port = free_port()
     sink = HttpEventLog(f"http://127.0.0.1:{port}", attempts=200, first_backoff=0.01, max_backoff=0.05)

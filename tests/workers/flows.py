@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -63,3 +65,15 @@ def finish(folder: str, prepared: int) -> int:
 def prepare_then_hang(folder: str) -> int:
     """`prepare`, then `finish`, which hangs on the first attempt."""
     return int(finish(folder, prepare(folder)))
+
+
+@flow
+def meddle(folder: str) -> None:
+    """Writes what its process showed it (pid, working directory, a variable, the import path),
+    then changes all three for whatever runs next in the process."""
+    seen = {"pid": os.getpid(), "cwd": os.getcwd(), "meddled": os.environ.get("LEDGERFLOW_TEST_MEDDLED"),
+            "path": list(sys.path)}
+    (Path(folder) / str(flow_run.id)).write_text(json.dumps(seen))
+    os.environ["LEDGERFLOW_TEST_MEDDLED"] = str(flow_run.id)
+    sys.path.insert(0, f"/nowhere/{flow_run.id}")
+    os.chdir("/")

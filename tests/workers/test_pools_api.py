@@ -15,8 +15,9 @@ from ledgerflow.api.cli.main import app as cli
 from ledgerflow.api.http.app import create_app
 from ledgerflow.api.keys import ApiKeys
 from ledgerflow.events import EventStore, open_store
-from ledgerflow.events.deployments import apply_deployment, run_request
+from ledgerflow.events.deployments import apply_deployment, deployment_stream, read_deployment, run_request
 from ledgerflow.events.model import new_id, utcnow
+from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.workpools import pool_stream, worker_stream
 from ledgerflow.projections.runner import engine_of
 from ledgerflow.runtime.deployments import build_spec
@@ -129,8 +130,17 @@ def test_due_runs_follow_pause_priority_limits_and_are_handed_out_once(client: T
     assert client.post("/api/work-pools/p/due-runs", json={"worker": "a", "limit": 10}).json() == []
     client.post("/api/work-pools/p/resume")
 
-    first = [r["id"] for r in client.post("/api/work-pools/p/due-runs", json={"worker": "a", "limit": 2}).json()]
+    handed = client.post("/api/work-pools/p/due-runs", json={"worker": "a", "limit": 2}).json()
+    first = [r["id"] for r in handed]
     assert first == runs["hi"][:2]  # the queue of priority 1 first, soonest due first
+    # Each with what its run's process reads first: the run's stream and its deployment's.
+    hi = read_deployment(store, "mark/hi")
+    assert hi is not None
+    for run in handed:
+        run_stream, hi_stream = flow_run_stream(run["id"]), deployment_stream(hi.id)
+        assert set(run["streams"]) == {run_stream, hi_stream}
+        for name in (run_stream, hi_stream):
+            assert [e["id"] for e in run["streams"][name]] == [str(e.id) for e in store.read_stream(name)]
     second = [(r["id"], r["queue"]) for r in client.post("/api/work-pools/p/due-runs", json={"worker": "b", "limit": 10}).json()]
     assert second == [(runs["hi"][2], "hi")]  # pool limit 3: two held for worker a, one more
     assert client.post("/api/work-pools/p/due-runs", json={"worker": "c", "limit": 10}).json() == []

@@ -87,15 +87,16 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.mark.parametrize("runs_per_process", ["1", "5"])
 def test_cancel_reaches_the_worker_which_stops_the_runs_process(
-    live: Live, start_worker: StartWorker, tmp_path: Path
+    live: Live, start_worker: StartWorker, tmp_path: Path, runs_per_process: str
 ) -> None:
     started = tmp_path / "started"
     started.mkdir()
     _create_pool(live, "cx")
     deployment = live.deploy("sleepy", "cx", "cx", folder=str(started), seconds=600)
     [run_id] = live.request_runs(deployment, 1)
-    start_worker("--pool", "cx", "--name", "c1", "--heartbeat", "1")
+    start_worker("--pool", "cx", "--name", "c1", "--heartbeat", "1", "--runs-per-process", runs_per_process)
     marker = started / f"started-{run_id}"
     wait_until(marker.exists, timeout=300)
     pid = int(marker.read_text())
@@ -109,7 +110,7 @@ def test_cancel_reaches_the_worker_which_stops_the_runs_process(
     assert "Cancelling" in cancel.stdout
 
     wait_until(lambda: _state(live, run_id) == "Cancelled", timeout=120)
-    wait_until(lambda: not _alive(pid), timeout=60)
+    wait_until(lambda: not _alive(pid), timeout=60)  # a process that ran a cancelled run is not used again
     wait_until(lambda: _workers(live, "cx")["c1"]["running"] == [], timeout=60)
 
 

@@ -2,22 +2,28 @@
 
 Writes go through the work pool use cases (events/workpools.py); lists read the work pools
 projection. Workers (a key of scope `worker` or above) ask `POST /api/work-pools/{pool}/due-runs`
-for runs to start, claim each by appending `flow-run.Pending` with the run's stream version
-(`POST /api/events`: a 409 means another worker claimed it), and report in with
+for runs to start (each with its stream and its deployment's, which the run's process would
+otherwise ask for next), claim each by appending `flow-run.Pending` with the run's stream
+version (`POST /api/events`: a 409 means another worker claimed it), and report in with
 `POST /api/workers/heartbeat`.
 """
 
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledgerflow.api.http.deps import ReadModelDep, StateDep, StoreDep, require
+from ledgerflow.api.http.responses import OrjsonResponse
+from ledgerflow.api.http.schemas import event_json
 from ledgerflow.api.keys import Scope
+from ledgerflow.events import EventStore, StoredEvent
+from ledgerflow.events.deployments import deployment_stream
+from ledgerflow.events.payloads import flow_run_stream
 from ledgerflow.events.workpools import (
     create_work_pool,
     create_work_queue,
@@ -120,18 +126,40 @@ def create_queue(store: StoreDep, rm: ReadModelDep, pool: PoolRef, body: WorkQue
     return work_pool_info(rm, create_work_queue(store, pool, body.name, body.priority, body.concurrency_limit, actor="api"))
 
 
-@pools_work.post("/{pool}/due-runs", response_model=list[DueRun], responses={404: {"description": "no such work pool"}})
-async def due_runs(state: StateDep, pool: PoolRef, body: DueRunsIn) -> list[DueRun]:
+class HandedOutRun(DueRun):
+    streams: dict[str, list[dict[str, Any]]] = Field(
+        description="The run's stream and its deployment's, as GET /api/streams/{stream} gives them")
+
+
+@pools_work.post("/{pool}/due-runs", response_model=list[HandedOutRun], responses={404: {"description": "no such work pool"}})
+async def due_runs(state: StateDep, pool: PoolRef, body: DueRunsIn) -> OrjsonResponse:
     """Runs for this worker to claim now: none while the pool is paused; queues by priority;
     within the pool's and queues' concurrency limits. A run handed out is not handed to
     another worker for a few seconds."""
 
-    def pick() -> list[DueRun]:
+    def pick() -> list[dict[str, Any]]:
         work_pool = read_work_pool(state.store, pool)
-        return state.offers.hand_out(pool, lambda held: due_pool_runs(
+        chosen = state.offers.hand_out(pool, lambda held: due_pool_runs(
             state.read_model, work_pool, queues=body.queues, limit=body.limit, offered=held))
+        return _with_streams(state.store, chosen)
 
-    return await to_thread.run_sync(pick)
+    return OrjsonResponse(await to_thread.run_sync(pick))
+
+
+def _with_streams(store: EventStore, runs: list[DueRun]) -> list[dict[str, Any]]:
+    """Each run with what its process reads first: the run's stream and its deployment's."""
+    deployments: dict[str, list[StoredEvent]] = {}
+    handed = []
+    for run in runs:
+        events = store.read_stream(flow_run_stream(run.id))
+        streams = {flow_run_stream(run.id): events}
+        deployment_id = next((str(e.data["deployment_id"]) for e in events if e.data.get("deployment_id")), None)
+        if deployment_id is not None:
+            if deployment_id not in deployments:
+                deployments[deployment_id] = store.read_stream(deployment_stream(deployment_id))
+            streams[deployment_stream(deployment_id)] = deployments[deployment_id]
+        handed.append(run.model_dump() | {"streams": {name: [event_json(e) for e in found] for name, found in streams.items()}})
+    return handed
 
 
 @workers_read.get("", response_model=list[WorkerInfo])
