@@ -8,9 +8,9 @@ or with `runs_per_process` N > 1 one that executed up to N - 1 runs before (Cele
 max-tasks-per-child: the process's start, its connections and imports are paid once; each
 run gets back the working directory, environment and `sys.path` the process started with, and
 a flow file changed on disk is loaded again). That process executes the run exactly as the
-server's runner does (`execute_flow_run`), with the log behind the API: the claim is one `flow-run.Pending` append with the stream version it read,
-so of two workers racing for a run one gets a 409 and leaves it. The run's events stream
-through `POST /api/events`.
+server's runner does (`execute_flow_run`), with the log behind the API: the claim is one
+`flow-run.Pending` append with the stream version it read, so of two workers racing for a run
+one gets a 409 and leaves it. The run's events stream through `POST /api/events`.
 
 The worker sends a heartbeat every `heartbeat_seconds` (its pool, queues, limit and current
 runs) and a last one saying it stopped. It follows the log for `Cancelling` of its runs: it
@@ -138,9 +138,9 @@ def _serve_runs(
 ) -> None:
     """A run process: executes up to `runs` runs, one at a time, as the worker sends their ids
     (with the worker's place in the log, before anything about the run's claim, and the streams
-    the server handed out with the run), and tells it how each went. Ends when the worker closes the pipe, or after a run it was told to cancel.
-    `settings`: what `child` makes of the environment, as the worker read it (reading it costs
-    more than a run)."""
+    the server handed out with the run), and tells it how each went. Ends when the worker
+    closes the pipe, or after a run it was told to cancel. `settings`: what `child` makes of
+    the environment, as the worker read it (reading it costs more than a run)."""
     os.environ.update(child.environ())
     from ledgerflow.runtime import config
 

@@ -42,10 +42,10 @@ class ServerState:
     """Notification credentials, encrypted with the server's secret key."""
     appends: AppendGroups
     """`POST /api/events`: concurrent requests' appends written together (events/grouping.py)."""
+    offers: RunOffers
+    """Runs of work pools handed to a worker and not claimed yet (shared by every server process)."""
     run_streams: RunStreamCache = field(default_factory=RunStreamCache)
     """Run streams as `POST /api/events` last judged them (events/reserved.py)."""
-    offers: RunOffers = field(default_factory=RunOffers)
-    """Runs of work pools handed to a worker and not claimed yet."""
     runner_key: ApiKey = field(default_factory=lambda: ApiKey(
         id="runner", name="built-in runner", scope=Scope.WORKER, created=datetime.now(UTC), revoked=None))
     """Who presents `api.runner_key`: the built-in runner's run processes."""
@@ -61,10 +61,11 @@ class ServerState:
             keys = ApiKeys(engine_of(store))
             hub = FeedHub(store, loop, api.feed_window)
             blocks = BlockStore(engine_of(store), SecretBox.from_settings(settings))
+            offers = RunOffers(engine_of(store))
         except BaseException:
             store.close()
             raise
-        return cls(api, store, read_model, keys, metrics, hub, blocks, AppendGroups(store))
+        return cls(api, store, read_model, keys, metrics, hub, blocks, AppendGroups(store), offers)
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The live key whose secret this is (the built-in runner's included); None for
@@ -78,13 +79,14 @@ class ServerState:
 
 
 def prepare_database(settings: Settings) -> None:
-    """Create or migrate every table a server uses (log, projections, keys, blocks), then close.
+    """Create or migrate every table a server uses (log, projections, keys, offers, blocks), then close.
 
     Server processes starting together on a fresh database would race to create them."""
     store = open_store(settings.store_url)
     try:
         ReadModel(store, catch_up=False)
         ApiKeys(engine_of(store))
+        RunOffers(engine_of(store))
         migrate_notifications(engine_of(store))
     finally:
         store.close()
