@@ -9,11 +9,12 @@ then hand the lead to the first caller still waiting. A caller never waits for m
 batch in flight and its own; a lone caller writes at once, as before.
 
 Every caller gets exactly what its own `append_streams` would have given: its stored events,
-or its error. The store writes a batch all or nothing, so when a combined batch fails (one
-caller's expected version does not hold, one event is invalid) each append of the batch is
-written again on its own, and only the one at fault gets the error. Two appends to one stream
-never share a batch (a store refuses a stream twice in one append): the later one waits for
-the next batch, which keeps their order.
+or its error. The store writes a batch all or nothing, so when a combined batch is refused for
+one caller's append (an expected version that does not hold, an invalid event) each append of
+the batch is written again on its own, and only the one at fault gets the error. Any other
+failure (the database is unreachable) is every caller's: each gets it at once, rather than one
+timeout after another. Two appends to one stream never share a batch (a store refuses a stream
+twice in one append): the later one waits for the next batch, which keeps their order.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
+from ledgerflow.events.errors import ConcurrencyConflict, InvalidEvent
 from ledgerflow.events.model import StoredEvent, StreamAppend
 from ledgerflow.events.store import EventStore
 
 __all__ = ["AppendGroups"]
+
+_ONE_CALLERS_FAULT = (ConcurrencyConflict, InvalidEvent)
+"""A combined batch refused for one of these is written again append by append."""
 
 
 class _Waiting:
@@ -40,10 +45,14 @@ class _Waiting:
         self.error: BaseException | None = None
         self.leads = False
 
+    @property
+    def settled(self) -> bool:
+        return self.stored is not None or self.error is not None
+
     def settle(self, store: EventStore) -> None:
         try:
             self.stored = store.append_streams(self.appends)
-        except BaseException as exc:  # noqa: BLE001 - the caller's own error, raised in its thread
+        except Exception as exc:  # noqa: BLE001 - the caller's own error, raised in its thread
             self.error = exc
 
     def outcome(self) -> list[StoredEvent]:
@@ -79,7 +88,7 @@ class AppendGroups:
         while not mine.leads:
             mine.wake.wait()
             mine.wake.clear()
-            if mine.stored is not None or mine.error is not None:
+            if mine.settled:
                 return mine.outcome()
         self._lead()
         return mine.outcome()
@@ -91,6 +100,11 @@ class AppendGroups:
             batch = self._take()
         try:
             self._write(batch)
+        except BaseException as exc:  # an interrupt in this thread: no caller of the batch waits forever
+            for waiting in batch:
+                if not waiting.settled:
+                    waiting.error = exc
+            raise
         finally:
             with self._lock:
                 if self._queue:
@@ -124,9 +138,13 @@ class AppendGroups:
             return
         try:
             stored = self.store.append_streams([append for waiting in batch for append in waiting.appends])
-        except Exception:  # noqa: BLE001 - nothing was written: each append alone finds whose fault it was
+        except _ONE_CALLERS_FAULT:  # nothing was written: each append alone finds whose fault it was
             for waiting in batch:
                 waiting.settle(self.store)
+            return
+        except Exception as exc:  # noqa: BLE001 - nothing was written, and it is nobody's append's fault
+            for waiting in batch:
+                waiting.error = exc
             return
         start = 0
         for waiting in batch:

@@ -205,9 +205,11 @@ class ControlWatcher:
 
     def start_after(self, cursor: str) -> None:
         """Read from `cursor` on, known to precede whatever will concern the runs (a worker
-        hands its own to a run's process, which then needs not ask the log for its head)."""
+        hands its own to a run's process, which then needs not ask the log for its head).
+        While no run is watched a later cursor moves the reader forward: a process that waited
+        between runs skips what the log gathered meanwhile."""
         with self._lock:
-            if self._cursor is None:
+            if self._cursor is None or (not self._runs and Cursor.parse(cursor) > Cursor.parse(str(self._cursor))):
                 self._cursor = cursor
 
     def watch(self, control: FlowRunControl) -> None:

@@ -21,8 +21,6 @@ from typing import Any, NamedTuple
 __all__ = ["Entrypoint", "EntrypointError", "entrypoint_of", "load_entrypoint", "module_label"]
 
 _SCRIPT_PREFIX = "__ledgerflow_entrypoint_"
-_STAMP = "__ledgerflow_stamp__"
-"""A loaded flow file's (mtime, size) when it was loaded."""
 
 
 class EntrypointError(Exception):
@@ -116,17 +114,13 @@ def _load_file(path: Path) -> ModuleType:
         raise EntrypointError(f"flow file {path} does not exist")
     resolved = path.resolve()
     name = _SCRIPT_PREFIX + hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
-    stat = resolved.stat()
-    stamp = (stat.st_mtime_ns, stat.st_size)
     loaded = sys.modules.get(name)
-    if loaded is not None and getattr(loaded, _STAMP, None) == stamp:
-        _on_path(resolved.parent)  # a process that executes many runs put it back as it was after each
-        return loaded  # (and loads a file changed since again)
+    if loaded is not None:
+        return loaded
     spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
         raise EntrypointError(f"cannot load {path} as Python code")
     module = importlib.util.module_from_spec(spec)
-    setattr(module, _STAMP, stamp)
     _on_path(resolved.parent)
     sys.modules[name] = module
     try:

@@ -80,7 +80,6 @@ class _RunProcess:
     process: BaseProcess
     pipe: Connection
     """Run ids go in; what became of each run comes back."""
-    served: int = 0
 
 
 @dataclass
@@ -89,6 +88,8 @@ class _Run:
     control: FlowRunControl
     started: float
     outcome: str | None = None
+    more: bool = False
+    """The run's process said it takes another run."""
     cancel_sent: float | None = None
 
 
@@ -138,9 +139,9 @@ def _serve_runs(
 ) -> None:
     """A run process: executes up to `runs` runs, one at a time, as the worker sends their ids
     (with the worker's place in the log, before anything about the run's claim, and the streams
-    the server handed out with the run), and tells it how each went. Ends when the worker
-    closes the pipe, or after a run it was told to cancel. `settings`: what `child` makes of
-    the environment, as the worker read it (reading it costs more than a run)."""
+    the server handed out with the run), and tells it how each went and whether it takes
+    another. `settings`: what `child` makes of the environment, as the worker read it (reading
+    it costs more than a run)."""
     os.environ.update(child.environ())
     from ledgerflow.runtime import config
 
@@ -149,22 +150,27 @@ def _serve_runs(
     # The worker's heartbeats already prove that the key may append (scope `worker`).
     config.install(config.from_settings(settings, key_checked=True))
     try:
-        for _ in range(runs):
+        for served in range(1, runs + 1):
             try:
                 run_id, cursor, streams = pipe.recv()
             except EOFError:
                 return
             with _as_started():
-                _execute(run_id, cursor, streams, pipe, executor)
-            if signal.getsignal(signal.SIGTERM) is not _cancel_on_sigterm:
-                return  # the run was cancelled: this process is not used again
+                outcome, clean = _execute(run_id, cursor, streams, pipe, executor)
+            # Another run only after one that ended cleanly: a cancelled or crashed run may have
+            # left threads behind, and a flow that took SIGTERM for itself took the worker's cancel.
+            more = served < runs and clean and signal.getsignal(signal.SIGTERM) is _cancel_on_sigterm
+            pipe.send((*outcome, more))
+            if not more:
+                return
     finally:
         config.reset()
 
 
 def _execute(
     run_id: str, cursor: str | None, streams: dict[str, list[StoredEvent]], pipe: Connection, executor: str,
-) -> None:
+) -> tuple[tuple[str, ...], bool]:
+    """Claim and execute the run; what to tell the worker, and whether it ended cleanly."""
     from ledgerflow.runtime import config
     from ledgerflow.runtime.execute import RunAlreadyClaimed, RunNotAdoptable, execute_flow_run
 
@@ -175,17 +181,20 @@ def _execute(
         runtime.log.prime(streams)
     try:
         state = execute_flow_run(run_id, executor=executor, chdir=True, on_claimed=lambda: pipe.send(("claimed",)))
-        pipe.send(("finished", state.name))
     except RunAlreadyClaimed:
-        pipe.send(("conflict",))
+        return ("conflict",), True
     except (RunNotAdoptable, StoreUnavailable, FlowRunCancelled) as exc:
-        pipe.send(("not run", " ".join(str(exc).split())))
+        return ("not run", " ".join(str(exc).split())), not isinstance(exc, FlowRunCancelled)
+    return ("finished", state.name), state.is_completed() or state.is_failed()
 
 
 @contextmanager
 def _as_started() -> Iterator[None]:
-    """Give the next run the working directory, environment and import path this one found."""
-    folder, environ, path = os.getcwd(), dict(os.environ), list(sys.path)
+    """Give the next run the process as this one found it: working directory, environment,
+    import path, and none of the modules it imported from outside the Python installation (the
+    flow's own code, loaded anew by the next run: another deployment's `flows` module, or a
+    changed one). Installed packages, the standard library and ledgerflow stay imported."""
+    folder, environ, path, modules = os.getcwd(), dict(os.environ), list(sys.path), set(sys.modules)
     try:
         yield
     finally:
@@ -194,6 +203,20 @@ def _as_started() -> Iterator[None]:
             del os.environ[name]
         os.environ.update(environ)
         sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            if _is_user_code(name):
+                del sys.modules[name]
+
+
+_INSTALLED = tuple(os.path.join(os.path.realpath(prefix), "") for prefix in
+                   {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})
+
+
+def _is_user_code(module_name: str) -> bool:
+    if module_name == "ledgerflow" or module_name.startswith("ledgerflow."):
+        return False
+    file = getattr(sys.modules.get(module_name), "__file__", None)
+    return file is not None and not os.path.realpath(file).startswith(_INSTALLED)
 
 
 def _cancel_on_sigterm(signum: int, frame: Any) -> None:
@@ -300,7 +323,6 @@ class Worker:
             self._retiring.append(host)
             host = self._start_process()
             host.pipe.send(order)
-        host.served += 1
         self.runs[run_id] = _Run(host, control, time.monotonic())
 
     def _start_process(self) -> _RunProcess:
@@ -339,7 +361,7 @@ class Worker:
             self.watcher.unwatch(run.control)
             del self.runs[run_id]
             self._running = tuple(self.runs)
-            if alive and run.cancel_sent is None and host.served < self.settings.runs_per_process:
+            if alive and run.more and run.cancel_sent is None:
                 self._idle.append(host)
             else:
                 self._retiring.append(host)
@@ -354,13 +376,13 @@ class Worker:
             else:
                 self._retiring.remove(host)
 
-    def _reported(self, run_id: str, run: _Run, message: tuple[str, ...]) -> None:
+    def _reported(self, run_id: str, run: _Run, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "claimed":
             self.claimed += 1
             self.echo(f"claimed run {run_id}")
             return
-        run.outcome = kind
+        run.outcome, run.more = kind, bool(message[-1])
         if kind == "finished":
             self.finished += 1
             self.echo(f"finished run {run_id}: {message[1]} ({time.monotonic() - run.started:.1f}s)")
@@ -374,8 +396,23 @@ class Worker:
             self._settle(run_id, "Cancelled", "cancelled; the worker stopped the run's process")
         elif run.outcome is None:
             code = run.host.process.exitcode
+            if not self._claimed_here(run_id):
+                self.echo(f"run {run_id} not started: its process ended before claiming it (exit code {code}); "
+                          "the server hands it out again")
+                return
             self.echo(f"run {run_id}: its process ended without a final state (exit code {code})")
             self._settle(run_id, "Crashed", f"the run's process on worker {self.settings.name} ended with exit code {code}")
+
+    def _claimed_here(self, run_id: str) -> bool:
+        """Whether the run's latest claim is this worker's (a process may end before it claims,
+        and another worker may claim the run after that)."""
+        try:
+            events = read_flow_run(self.log, run_id).events
+        except EventStoreError as exc:
+            _log.warning("run %s: could not read it: %s", run_id, exc)
+            return True  # as before the check: its process ended, so it is taken for crashed
+        claim = next((e for e in reversed(events) if e.type == "flow-run.Pending"), None)
+        return claim is not None and claim.data.get("executor") == self.settings.name
 
     def _settle(self, run_id: str, name: str, message: str) -> None:
         """Record `name` unless the run already ended (its process usually records its own end)."""

@@ -11,11 +11,15 @@ and each hand-out is one write transaction that first takes the pool's lock (a P
 advisory lock; on SQLite, the database's write lock), so every server process on one
 database (`server start --workers N`, servers on several hosts) sees the same offers: no run
 is handed to two workers at once, and a pool or queue is never handed more runs than its
-concurrency limit leaves room for.
+concurrency limit leaves room for. Within one process hand-outs take turns before they take
+a connection, so requests waiting for the lock never hold the connections the one holding it
+needs; its writes come last, so on PostgreSQL the transaction only holds back the log's
+feed (events/postgres.py) for the moment it writes.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection
 
@@ -49,6 +53,7 @@ class RunOffers:
     def __init__(self, engine: Engine, hold_seconds: float = 30.0) -> None:
         self.engine = engine
         self.hold_seconds = hold_seconds
+        self._turn = threading.Lock()
         apply_migrations(engine, "offers", MIGRATIONS)
 
     def hand_out(self, pool: str, pick: Callable[[Collection[str]], list[DueRun]]) -> list[DueRun]:
@@ -56,13 +61,14 @@ class RunOffers:
         pick per pool at a time across every server process, so that two workers are never
         handed the same run. `pick` only reads: it runs while this holds the pool's lock (on
         SQLite, the database's write lock)."""
-        with write_transaction(self.engine) as conn:
+        with self._turn, write_transaction(self.engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"ledgerflow-offers:{pool}"})
             now = time.time()
-            conn.execute(delete(run_offers).where(run_offers.c.pool == pool, run_offers.c.until <= now))
-            held = [row[0] for row in conn.execute(select(run_offers.c.run_id).where(run_offers.c.pool == pool))]
+            mine = run_offers.c.pool == pool
+            held = [row[0] for row in conn.execute(select(run_offers.c.run_id).where(mine, run_offers.c.until > now))]
             chosen = pick(held)
+            conn.execute(delete(run_offers).where(mine, run_offers.c.until <= now))
             if chosen:
                 conn.execute(insert(run_offers), [
                     {"pool": pool, "run_id": run.id, "until": now + self.hold_seconds} for run in chosen])

@@ -8,16 +8,29 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ledgerflow.events import ANY, NO_STREAM, ConcurrencyConflict, EventStore, InvalidStreamName, StoredEvent, StreamAppend
+import pytest
+
+from ledgerflow.events import (
+    ANY,
+    NO_STREAM,
+    ConcurrencyConflict,
+    EventStore,
+    InvalidStreamName,
+    StoredEvent,
+    StoreUnavailable,
+    StreamAppend,
+)
 from ledgerflow.events.grouping import AppendGroups
 from tests.contract.support import ev
 
 
 class HeldStore:
-    """The real store, whose first append waits for `release`; records each append's streams."""
+    """The real store, whose first append waits for `release`; records each append's streams.
+    With `failing`, every later append raises it instead of writing."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, failing: BaseException | None = None) -> None:
         self.store = store
+        self.failing = failing
         self.release = threading.Event()
         self.entered = threading.Event()
         self.calls: list[list[str]] = []
@@ -27,6 +40,8 @@ class HeldStore:
         if len(self.calls) == 1:
             self.entered.set()
             assert self.release.wait(30)
+        elif self.failing is not None:
+            raise self.failing
         return self.store.append_streams(appends)
 
     def __getattr__(self, name: str) -> Any:
@@ -55,9 +70,9 @@ def wait_for(condition: Callable[[], bool]) -> None:
         time.sleep(0.005)
 
 
-def held(store: EventStore) -> tuple[HeldStore, AppendGroups, Caller]:
+def held(store: EventStore, failing: BaseException | None = None) -> tuple[HeldStore, AppendGroups, Caller]:
     """Groups over a held store whose first writer (stream `first`) is inside its append."""
-    holding = HeldStore(store)
+    holding = HeldStore(store, failing)
     groups = AppendGroups(holding)
     first = Caller(groups, [StreamAppend("first", [ev()])])
     assert holding.entered.wait(30)
@@ -114,6 +129,19 @@ def test_a_failing_append_fails_only_its_own_caller(store: EventStore) -> None:
     assert [e.stream for e in also_good.stored] == ["also-good", "good-too", "good-too"]
     assert store.read_stream("stale") == []
     assert [len(store.read_stream(s)) for s in ("good", "also-good", "good-too")] == [1, 1, 2]
+
+
+@pytest.mark.parametrize("failing", [StoreUnavailable("the database went away"), KeyboardInterrupt()])
+def test_a_failure_that_is_no_appends_fault_reaches_every_caller_of_the_batch_at_once(
+    store: EventStore, failing: BaseException,
+) -> None:
+    holding, groups, first = held(store, failing)
+    callers = queue(groups, *([StreamAppend(f"s{n}", [ev()])] for n in range(3)))
+    finish(holding, first, *callers)
+
+    assert holding.calls == [["first"], ["s0", "s1", "s2"]]  # one try for the batch, not one per caller
+    assert all(c.error is failing for c in callers)
+    assert groups.waiting == 0
 
 
 def test_appends_to_one_stream_never_share_a_batch_and_keep_their_order(store: EventStore) -> None:

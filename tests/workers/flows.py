@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,3 +79,12 @@ def meddle(folder: str) -> None:
     os.environ["LEDGERFLOW_TEST_MEDDLED"] = str(flow_run.id)
     sys.path.insert(0, f"/nowhere/{flow_run.id}")
     os.chdir("/")
+
+
+@flow
+def takes_sigterm(folder: str) -> None:
+    """Installs a SIGTERM handler of its own (as some libraries do) and leaves a thread that
+    keeps its process alive for a moment after the run; writes its pid."""
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    threading.Thread(target=time.sleep, args=(1.0,)).start()
+    (Path(folder) / str(flow_run.id)).write_text(str(os.getpid()))

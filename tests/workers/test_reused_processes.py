@@ -1,7 +1,8 @@
 """`ledgerflow worker start --runs-per-process N`: one run process executes up to N runs, one
 after another, each finding the process as it started (working directory, environment,
-import path); a flow file changed between runs is loaded again; a cancelled run's process is
-not used again (test_workers.py)."""
+import path, none of the flow code a run before imported: another deployment's module of the
+same name, or a changed file, is loaded anew); a process whose flow took SIGTERM for itself is
+not used again, nor one that ran a cancelled run (test_workers.py)."""
 
 from __future__ import annotations
 
@@ -13,25 +14,26 @@ import pytest
 
 from ledgerflow.events.deployments import apply_deployment
 from ledgerflow.events.payloads import flow_run_stream
-from ledgerflow.runtime.deployments import build_spec
+from ledgerflow.runtime.deployments import build_spec_isolated
 from tests.api.conftest import wait_until
 from tests.workers.conftest import REPO, Live
 from tests.workers.test_workers import StartWorker, _create_pool, _state
 
 pytestmark = pytest.mark.postgres
 
-VERSIONED = '''
+FLOWS = '''
 import json
 import os
 from pathlib import Path
 
+from helper import VALUE
 from ledgerflow import flow
 from ledgerflow.runtime import flow_run
 
 
 @flow
-def versioned(folder: str) -> None:
-    (Path(folder) / str(flow_run.id)).write_text(json.dumps([os.getpid(), {version}]))
+def etl(folder: str) -> None:
+    (Path(folder) / str(flow_run.id)).write_text(json.dumps([os.getpid(), VALUE]))
 '''
 
 
@@ -58,24 +60,48 @@ def test_a_run_process_executes_up_to_n_runs_each_finding_it_as_it_started(
         assert [e.type for e in live.store.read_stream(flow_run_stream(run_id))].count("flow-run.Pending") == 1
 
 
-def test_a_flow_file_changed_between_runs_is_loaded_again(live: Live, start_worker: StartWorker, tmp_path: Path) -> None:
-    code, out = tmp_path / "code", tmp_path / "out"
-    code.mkdir()
+def test_each_run_loads_its_own_deployments_code_afresh(live: Live, start_worker: StartWorker, tmp_path: Path) -> None:
+    """Two deployments whose module entrypoints are both `flows:etl`, in folders of their own,
+    each importing its own `helper`; one process runs them in turn, and a helper changed on
+    disk between runs is what the next run uses."""
+    out = tmp_path / "out"
     out.mkdir()
-    flow_file = code / "versioned.py"
-    flow_file.write_text(VERSIONED.format(version=1))
-    _create_pool(live, "edit")
-    spec = build_spec("versioned.py:versioned", name="edit", working_dir=code, parameters={"folder": str(out)},
-                      work_pool="edit")
-    deployment = apply_deployment(live.store, spec).deployment
-    start_worker("--pool", "edit", "--limit", "1", "--runs-per-process", "10", "--name", "e1")
+    deployments = {}
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "flows.py").write_text(FLOWS)
+        (folder / "helper.py").write_text(f"VALUE = {name + '1'!r}\n")
+        spec = build_spec_isolated("flows:etl", name=name, working_dir=str(folder), parameters={"folder": str(out)},
+                                   work_pool="mixed")
+        deployments[name] = apply_deployment(live.store, spec).deployment
+    _create_pool(live, "mixed")
+    start_worker("--pool", "mixed", "--limit", "1", "--runs-per-process", "10", "--name", "m1")
 
-    [first] = live.request_runs(deployment, 1)
-    wait_until(lambda: _completed(live, first), timeout=300)
-    flow_file.write_text(VERSIONED.format(version=22))  # another size too: a change within one mtime tick shows
-    [second] = live.request_runs(deployment, 1)
-    wait_until(lambda: _completed(live, second), timeout=300)
+    def run(name: str) -> tuple[int, str]:
+        [run_id] = live.request_runs(deployments[name], 1)
+        wait_until(lambda: _completed(live, run_id), timeout=300)
+        pid, value = json.loads((out / run_id).read_text())
+        return pid, value
 
-    (pid, version), (same_pid, new_version) = (json.loads((out / run).read_text()) for run in (first, second))
-    assert same_pid == pid  # the same process ran both
-    assert (version, new_version) == (1, 22)
+    first = run("a")
+    second = run("b")
+    (tmp_path / "a" / "helper.py").write_text("VALUE = 'a2, changed'\n")
+    third = run("a")
+    assert [value for _, value in (first, second, third)] == ["a1", "b1", "a2, changed"]
+    assert first[0] == second[0] == third[0]  # one process ran all three
+
+
+def test_a_process_whose_flow_took_sigterm_is_not_used_again(
+    live: Live, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Its runs all complete: none is handed to a process on its way out (and marked crashed)."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    _create_pool(live, "own-signals")
+    run_ids = live.request_runs(live.deploy("takes_sigterm", "own-signals", "own-signals", folder=str(pids)), 3)
+    start_worker("--pool", "own-signals", "--limit", "1", "--runs-per-process", "5", "--name", "s1")
+    wait_until(lambda: all(_state(live, run_id) in ("Completed", "Crashed", "Failed") for run_id in run_ids), timeout=300)
+
+    assert [_state(live, run_id) for run_id in run_ids] == ["Completed"] * 3
+    assert len({(pids / run_id).read_text() for run_id in run_ids}) == 3  # a fresh process each time
