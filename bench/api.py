@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import orjson
@@ -45,11 +46,15 @@ def server(store_url: str, workers: int = 1, **settings: str) -> Iterator[tuple[
     with tempfile.TemporaryDirectory() as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
         env.update(LEDGERFLOW_HOME=home, LEDGERFLOW_DATABASE_URL=store_url, **settings)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ledgerflow.api", "server", "start", "--port", str(port), "--log-level", "warning",
-             "--workers", str(workers)],
-            env=env, stdout=subprocess.DEVNULL,
-        )
+        # The server's output, and its run processes' (their runs' log lines), go to a file:
+        # the figures stay readable, and a server that does not start says why.
+        log = Path(home) / "server.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ledgerflow.api", "server", "start", "--port", str(port), "--log-level", "warning",
+                 "--workers", str(workers)],
+                env=env, stdout=output, stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -60,7 +65,7 @@ def server(store_url: str, workers: int = 1, **settings: str) -> Iterator[tuple[
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the server did not start")
+                    raise RuntimeError("the server did not start:\n" + log.read_text(errors="replace")[-2000:])
                 time.sleep(0.1)
             yield url, psutil.Process(process.pid)
         finally:
