@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import site
 import socket
 import sys
 import threading
@@ -208,15 +209,21 @@ def _as_started() -> Iterator[None]:
                 del sys.modules[name]
 
 
-_INSTALLED = tuple(os.path.join(os.path.realpath(prefix), "") for prefix in
-                   {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})
+_INSTALLED = tuple({os.path.join(os.path.realpath(folder), "") for folder in (
+    sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages(), site.getusersitepackages())})
+"""Where the standard library and installed packages live (a virtual environment, the user's site)."""
 
 
 def _is_user_code(module_name: str) -> bool:
+    """Whether a module is the flows' own code: a Python file outside the installation and not
+    ledgerflow. Compiled extensions stay (most cannot be initialised twice in one process)."""
     if module_name == "ledgerflow" or module_name.startswith("ledgerflow."):
         return False
     file = getattr(sys.modules.get(module_name), "__file__", None)
-    return file is not None and not os.path.realpath(file).startswith(_INSTALLED)
+    if file is None or not file.endswith(".py"):
+        return False
+    path = os.path.realpath(file)
+    return not path.startswith(_INSTALLED) and f"{os.sep}site-packages{os.sep}" not in path
 
 
 def _cancel_on_sigterm(signum: int, frame: Any) -> None:
