@@ -41,14 +41,22 @@ def _completed(live: Live, *run_ids: str) -> bool:
     return all(_state(live, run_id) == "Completed" for run_id in run_ids)
 
 
+def _one_at_a_time(live: Live, start_worker: StartWorker, flow: str, folder: Path, count: int, per_process: int) -> list[str]:
+    """`count` runs of `flow` (writing into `folder`), on a pool of their own, which one worker
+    executes one at a time, up to `per_process` in one run process."""
+    folder.mkdir()
+    pool = flow.replace("_", "-")
+    _create_pool(live, pool)
+    run_ids = live.request_runs(live.deploy(flow, pool, pool, folder=str(folder)), count)
+    start_worker("--pool", pool, "--limit", "1", "--runs-per-process", str(per_process), "--name", f"{pool}-1")
+    return run_ids
+
+
 def test_a_run_process_executes_up_to_n_runs_each_finding_it_as_it_started(
     live: Live, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     seen_in = tmp_path / "seen"
-    seen_in.mkdir()
-    _create_pool(live, "reuse")
-    run_ids = live.request_runs(live.deploy("meddle", "reuse", "reuse", folder=str(seen_in)), 5)
-    start_worker("--pool", "reuse", "--limit", "1", "--runs-per-process", "3", "--name", "r1")
+    run_ids = _one_at_a_time(live, start_worker, "meddle", seen_in, count=5, per_process=3)
     wait_until(lambda: _completed(live, *run_ids), timeout=300)
 
     seen = [json.loads((seen_in / run_id).read_text()) for run_id in run_ids]
@@ -97,10 +105,7 @@ def test_a_process_whose_flow_took_sigterm_is_not_used_again(
 ) -> None:
     """Its runs all complete: none is handed to a process on its way out (and marked crashed)."""
     pids = tmp_path / "pids"
-    pids.mkdir()
-    _create_pool(live, "own-signals")
-    run_ids = live.request_runs(live.deploy("takes_sigterm", "own-signals", "own-signals", folder=str(pids)), 3)
-    start_worker("--pool", "own-signals", "--limit", "1", "--runs-per-process", "5", "--name", "s1")
+    run_ids = _one_at_a_time(live, start_worker, "takes_sigterm", pids, count=3, per_process=5)
     wait_until(lambda: all(_state(live, run_id) in ("Completed", "Crashed", "Failed") for run_id in run_ids), timeout=300)
 
     assert [_state(live, run_id) for run_id in run_ids] == ["Completed"] * 3
